@@ -1,0 +1,105 @@
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(name = "nimbus", version, about = "A self-hosted serverless platform: deploy functions, nimbus runs them.")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run a node: the public gateway and the control API.
+    Server(ServerArgs),
+    #[command(flatten)]
+    Client(ClientCommand),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ServerArgs {
+    /// Where the node keeps its state (SQLite registry, components, logs).
+    #[arg(long, default_value = ".nimbus", env = "NIMBUS_DATA_DIR")]
+    pub data_dir: PathBuf,
+    /// Address of the public gateway; port 0 picks a free one.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: String,
+    /// Address of the control API; a non-loopback address requires --token.
+    #[arg(long, default_value = "127.0.0.1:8090")]
+    pub api_listen: String,
+    /// Bearer token the control API requires on /v1.
+    #[arg(long, env = "NIMBUS_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Largest request body, in bytes (gateway and invoke).
+    #[arg(long, default_value_t = 6 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+    /// WebAssembly instances alive at once on this node.
+    #[arg(long, default_value_t = 1000)]
+    pub max_instances: u32,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct Connection {
+    /// The node's control API.
+    #[arg(long, global = true, env = "NIMBUS_API", default_value = "http://127.0.0.1:8090")]
+    pub api: String,
+    /// Bearer token for the control API.
+    #[arg(long, global = true, env = "NIMBUS_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ClientCommand {
+    /// Deploy the function in a directory (or a manifest file).
+    Deploy {
+        /// A directory holding nimbus.toml, or the path of a manifest.
+        path: PathBuf,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Call a function and print its response body.
+    Invoke {
+        name: String,
+        /// Request body.
+        #[arg(long, conflicts_with = "data_file")]
+        data: Option<String>,
+        /// Request body read from a file ('-' for stdin).
+        #[arg(long)]
+        data_file: Option<PathBuf>,
+        /// HTTP method the function sees (default: POST with a body, GET without).
+        #[arg(long)]
+        method: Option<String>,
+        /// Path and query the function sees (default: its first route).
+        #[arg(long)]
+        path: Option<String>,
+        /// A request header, as NAME:VALUE; repeatable.
+        #[arg(long = "header", short = 'H')]
+        headers: Vec<String>,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// List deployed functions.
+    Ls {
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Show recent invocations of a function with their output.
+    Logs {
+        name: String,
+        /// How many recent invocations.
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+        /// Keep printing new invocations as they happen.
+        #[arg(long, short = 'f')]
+        follow: bool,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Remove a function.
+    Rm {
+        name: String,
+        #[command(flatten)]
+        conn: Connection,
+    },
+}

@@ -1,0 +1,240 @@
+use std::io::{Read, Write};
+use std::path::Path;
+
+use anyhow::Context;
+use bytes::Bytes;
+use http::Method;
+use nimbus_api::types::{DURATION_HEADER, DeployResult, FunctionInfo, FunctionList, LogEntry, LogPage};
+use nimbus_core::{FunctionName, REQUEST_ID_HEADER};
+
+use crate::args::{ClientCommand, Connection};
+use crate::client::ApiClient;
+
+/// Runs a client command; the error is the one-line reason to print.
+pub async fn run_client(command: ClientCommand) -> anyhow::Result<()> {
+    match command {
+        ClientCommand::Deploy { path, conn } => deploy(&client(&conn)?, &path).await,
+        ClientCommand::Invoke { name, data, data_file, method, path, headers, conn } => {
+            let body = match (data, data_file) {
+                (Some(d), _) => Some(Bytes::from(d)),
+                (None, Some(f)) => Some(read_data_file(&f)?),
+                (None, None) => None,
+            };
+            invoke(&client(&conn)?, &name, body, method, path, &headers).await
+        }
+        ClientCommand::Ls { conn } => ls(&client(&conn)?).await,
+        ClientCommand::Logs { name, limit, follow, conn } => logs(&client(&conn)?, &name, limit, follow).await,
+        ClientCommand::Rm { name, conn } => rm(&client(&conn)?, &name).await,
+    }
+}
+
+fn client(conn: &Connection) -> anyhow::Result<ApiClient> {
+    ApiClient::new(&conn.api, conn.token.clone())
+}
+
+fn checked_name(name: &str) -> anyhow::Result<FunctionName> {
+    Ok(FunctionName::parse(name)?)
+}
+
+fn read_data_file(path: &Path) -> anyhow::Result<Bytes> {
+    let mut data = Vec::new();
+    if path == Path::new("-") {
+        std::io::stdin().read_to_end(&mut data).context("cannot read the body from stdin")?;
+    } else {
+        data = std::fs::read(path).with_context(|| format!("cannot read --data-file {}", path.display()))?;
+    }
+    Ok(Bytes::from(data))
+}
+
+async fn deploy(client: &ApiClient, path: &Path) -> anyhow::Result<()> {
+    let (manifest_path, dir) = nimbus_manifest::locate(path);
+    let text = std::fs::read_to_string(&manifest_path)
+        .with_context(|| format!("cannot read {} (deploy takes a directory holding nimbus.toml, or a manifest)", manifest_path.display()))?;
+    // Checked here first so errors name the user's own file and line.
+    let spec = nimbus_manifest::parse(&text, &manifest_path.display().to_string())?;
+    let archive = nimbus_api::pack_function(&text, &spec, &dir)?;
+    let response = client
+        .request(Method::POST, "/v1/deploy", &[("content-type".into(), "application/x-tar".into())], Bytes::from(archive))
+        .await?
+        .ok()?;
+    let result: DeployResult = response.json()?;
+    let f = &result.function;
+    let how = if result.compiled { "compiled" } else { "reused the compiled artifact" };
+    println!("deployed {} version {} ({how} in {:.1} ms)", f.name, f.version, result.compile_ms);
+    for route in &f.routes {
+        println!("  route {route}");
+    }
+    Ok(())
+}
+
+async fn invoke(
+    client: &ApiClient,
+    name: &str,
+    body: Option<Bytes>,
+    method: Option<String>,
+    path: Option<String>,
+    headers: &[String],
+) -> anyhow::Result<()> {
+    let name = checked_name(name)?;
+    let method = method.unwrap_or_else(|| if body.is_some() { "POST" } else { "GET" }.to_owned());
+    let mut query = format!("?method={}", encode(&method));
+    if let Some(path) = &path {
+        query.push_str(&format!("&path={}", encode(path)));
+    }
+    let mut pairs = Vec::new();
+    for h in headers {
+        let (k, v) = h.split_once(':').with_context(|| format!("--header {h:?}: write NAME:VALUE"))?;
+        pairs.push((k.trim().to_owned(), v.trim().to_owned()));
+    }
+    let response =
+        client.request(Method::POST, &format!("/v1/functions/{name}/invoke{query}"), &pairs, body.unwrap_or_default()).await?;
+    if let Some(e) = response.platform_error() {
+        let id = e.error.request_id.map(|id| format!(" (request id {id})")).unwrap_or_default();
+        anyhow::bail!("{}: {}{id}", e.error.code, e.error.message);
+    }
+    std::io::stdout().write_all(&response.body)?;
+    std::io::stdout().flush()?;
+    let header = |n: &str| response.headers.get(n).and_then(|v| v.to_str().ok()).unwrap_or("-").to_owned();
+    eprintln!("status: {}  duration: {} ms  request-id: {}", response.status.as_u16(), header(DURATION_HEADER), header(REQUEST_ID_HEADER));
+    if response.status.is_client_error() || response.status.is_server_error() {
+        anyhow::bail!("the function answered {}", response.status);
+    }
+    Ok(())
+}
+
+/// Percent-encodes a query value.
+fn encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => out.push(b as char),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+async fn ls(client: &ApiClient) -> anyhow::Result<()> {
+    let list: FunctionList = client.request(Method::GET, "/v1/functions", &[], Bytes::new()).await?.ok()?.json()?;
+    print!("{}", format_table(&list.functions));
+    Ok(())
+}
+
+/// The `nimbus ls` table.
+pub fn format_table(functions: &[FunctionInfo]) -> String {
+    let headers = ["NAME", "RUNTIME", "ROUTES", "VERSION", "DEPLOYED"];
+    let rows: Vec<[String; 5]> = functions
+        .iter()
+        .map(|f| {
+            let routes = if f.routes.is_empty() { "-".to_owned() } else { f.routes.join(" ") };
+            [f.name.clone(), f.runtime.clone(), routes, f.version.to_string(), f.deployed_at.clone()]
+        })
+        .collect();
+    let mut widths = headers.map(str::len);
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.len());
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cells: [&str; 5]| {
+        let text: Vec<String> = cells.iter().zip(widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        out.push_str(text.join("  ").trim_end());
+        out.push('\n');
+    };
+    line(headers);
+    for row in &rows {
+        line([&row[0], &row[1], &row[2], &row[3], &row[4]]);
+    }
+    out
+}
+
+/// One log entry as `nimbus logs` prints it.
+pub fn format_log_entry(e: &LogEntry) -> String {
+    let mut out = format!("{}  {}  {} {}  {:.3} ms\n", e.time, e.request_id, e.status, e.outcome, e.duration_ms);
+    for line in e.output.lines() {
+        out.push_str("  | ");
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
+async fn logs(client: &ApiClient, name: &str, limit: u32, follow: bool) -> anyhow::Result<()> {
+    let name = checked_name(name)?;
+    let page: LogPage =
+        client.request(Method::GET, &format!("/v1/functions/{name}/logs?limit={limit}"), &[], Bytes::new()).await?.ok()?.json()?;
+    let mut stdout = std::io::stdout();
+    for e in &page.entries {
+        stdout.write_all(format_log_entry(e).as_bytes())?;
+    }
+    stdout.flush()?;
+    let mut after = page.last_seq;
+    while follow {
+        let path = format!("/v1/functions/{name}/logs?after={after}&limit=1000&wait_ms=25000");
+        let page: LogPage = client.request(Method::GET, &path, &[], Bytes::new()).await?.ok()?.json()?;
+        for e in &page.entries {
+            stdout.write_all(format_log_entry(e).as_bytes())?;
+        }
+        stdout.flush()?;
+        after = page.last_seq;
+    }
+    Ok(())
+}
+
+async fn rm(client: &ApiClient, name: &str) -> anyhow::Result<()> {
+    let name = checked_name(name)?;
+    client.request(Method::DELETE, &format!("/v1/functions/{name}"), &[], Bytes::new()).await?.ok()?;
+    println!("removed {name}");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nimbus_core::Limits;
+
+    #[test]
+    fn golden_ls_table() {
+        let f = |name: &str, routes: Vec<&str>, version| FunctionInfo {
+            name: name.into(),
+            runtime: "wasm".into(),
+            routes: routes.into_iter().map(String::from).collect(),
+            version,
+            deployed_at: "2026-11-22T15:04:05.123Z".into(),
+            deployed_at_ms: 0,
+            component_sha256: "ab".into(),
+            limits: Limits::default(),
+            in_flight: 0,
+        };
+        let table = format_table(&[f("hello", vec!["GET,POST /hello"], 3), f("api-backend", vec![], 12)]);
+        assert_eq!(
+            table,
+            "NAME         RUNTIME  ROUTES           VERSION  DEPLOYED\n\
+             hello        wasm     GET,POST /hello  3        2026-11-22T15:04:05.123Z\n\
+             api-backend  wasm     -                12       2026-11-22T15:04:05.123Z\n"
+        );
+    }
+
+    #[test]
+    fn golden_log_entry() {
+        let e = LogEntry {
+            seq: 1,
+            time: "2026-11-22T15:04:05.123Z".into(),
+            request_id: "0123abcd".into(),
+            status: 504,
+            outcome: "function_timeout".into(),
+            duration_ms: 3000.25,
+            output: "starting\n[nimbus: function_timeout: too slow]\n".into(),
+        };
+        assert_eq!(
+            format_log_entry(&e),
+            "2026-11-22T15:04:05.123Z  0123abcd  504 function_timeout  3000.250 ms\n  | starting\n  | [nimbus: function_timeout: too slow]\n"
+        );
+    }
+
+    #[test]
+    fn query_values_are_encoded() {
+        assert_eq!(encode("/a b?x=1&y"), "/a%20b%3Fx%3D1%26y");
+    }
+}

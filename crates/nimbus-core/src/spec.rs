@@ -1,0 +1,169 @@
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::FunctionName;
+
+/// A function as the platform understands it: the manifest, resolved and
+/// validated, with every default filled in. Everything past the manifest
+/// parser consumes this and never the raw file.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FunctionSpec {
+    pub name: FunctionName,
+    pub runtime: Runtime,
+    pub limits: Limits,
+    /// Environment variables the guest sees; nothing else is in its environment.
+    pub env: BTreeMap<String, String>,
+    pub routes: Vec<HttpRoute>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Runtime {
+    /// A wasi:http 0.2 component; `component` is relative to the manifest.
+    Wasm { component: PathBuf },
+}
+
+impl Runtime {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Runtime::Wasm { .. } => "wasm",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Limits {
+    /// Maximum linear memory of one instance, in MiB.
+    pub memory_mb: u32,
+    /// Wall-clock budget of one invocation.
+    pub timeout_ms: u64,
+    /// Invocations of this function in flight at once; more are throttled.
+    pub max_concurrency: u32,
+}
+
+impl Limits {
+    pub const MEMORY_MB_RANGE: std::ops::RangeInclusive<u32> = 16..=4096;
+    pub const TIMEOUT_MS_RANGE: std::ops::RangeInclusive<u64> = 1..=900_000;
+    pub const MAX_CONCURRENCY_RANGE: std::ops::RangeInclusive<u32> = 1..=10_000;
+
+    pub fn memory_bytes(&self) -> usize {
+        self.memory_mb as usize * 1024 * 1024
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self { memory_mb: 128, timeout_ms: 3000, max_concurrency: 100 }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HttpRoute {
+    pub route: RoutePattern,
+    /// Upper-case method names; `None` accepts any method.
+    pub methods: Option<Vec<String>>,
+}
+
+impl HttpRoute {
+    pub fn allows_method(&self, method: &str) -> bool {
+        self.methods.as_ref().is_none_or(|ms| ms.iter().any(|m| m == method))
+    }
+}
+
+/// A gateway path: an exact path, or a prefix written `/api/*` that matches
+/// `/api` itself and everything below `/api/`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum RoutePattern {
+    Exact(String),
+    /// The prefix without the trailing `/*`, e.g. `/api` (or `` for `/*`).
+    Prefix(String),
+}
+
+impl RoutePattern {
+    /// Parses `/exact/path` or `/prefix/*`. The error says what to write instead.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        if !s.starts_with('/') {
+            return Err(format!("route {s:?} must start with '/', e.g. \"/{}\"", s.trim_start_matches('/')));
+        }
+        if s.contains(['?', '#']) || s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(format!("route {s:?} must be a plain path without query, fragment or spaces"));
+        }
+        if let Some(prefix) = s.strip_suffix("/*") {
+            if prefix.contains('*') {
+                return Err(format!("route {s:?}: '*' is only allowed as the final \"/*\""));
+            }
+            return Ok(Self::Prefix(prefix.to_owned()));
+        }
+        if s.contains('*') {
+            return Err(format!("route {s:?}: '*' is only allowed as the final \"/*\", e.g. \"/api/*\""));
+        }
+        Ok(Self::Exact(s.to_owned()))
+    }
+
+    pub fn matches(&self, path: &str) -> bool {
+        match self {
+            Self::Exact(p) => p == path,
+            Self::Prefix(p) => {
+                path == p || (path.len() > p.len() && path.starts_with(p.as_str()) && path.as_bytes()[p.len()] == b'/')
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for RoutePattern {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Exact(p) => f.write_str(p),
+            Self::Prefix(p) => write!(f, "{p}/*"),
+        }
+    }
+}
+
+impl Serialize for RoutePattern {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for RoutePattern {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Self::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exact_routes_match_only_themselves() {
+        let r = RoutePattern::parse("/hello").unwrap();
+        assert!(r.matches("/hello"));
+        assert!(!r.matches("/hello/"));
+        assert!(!r.matches("/hello2"));
+    }
+
+    #[test]
+    fn prefix_routes_match_below_a_segment_boundary() {
+        let r = RoutePattern::parse("/api/*").unwrap();
+        assert_eq!(r.to_string(), "/api/*");
+        assert!(r.matches("/api"));
+        assert!(r.matches("/api/"));
+        assert!(r.matches("/api/x/y"));
+        assert!(!r.matches("/apix"));
+        let root = RoutePattern::parse("/*").unwrap();
+        assert!(root.matches("/anything/at/all"));
+        assert!(root.matches("/"));
+    }
+
+    #[test]
+    fn bad_routes_say_what_to_write() {
+        assert!(RoutePattern::parse("hello").unwrap_err().contains("\"/hello\""));
+        assert!(RoutePattern::parse("/a/*/b").is_err());
+        assert!(RoutePattern::parse("/a*").is_err());
+        assert!(RoutePattern::parse("/a?x=1").is_err());
+    }
+}

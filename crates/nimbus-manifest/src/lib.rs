@@ -1,0 +1,256 @@
+//! `nimbus.toml`: the raw schema (unknown keys are errors), validation with
+//! messages that name the file, the line and what to write instead, and the
+//! resolution into a [`FunctionSpec`] with every default filled in.
+//!
+//! This crate reads text and returns data; it does not touch components,
+//! storage or the network.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use nimbus_core::{FunctionName, FunctionSpec, HttpRoute, Limits, RoutePattern, Runtime};
+use serde::Deserialize;
+use toml::Spanned;
+
+/// The file name `nimbus deploy DIR` looks for.
+pub const MANIFEST_FILE: &str = "nimbus.toml";
+
+/// One problem in a manifest, located as precisely as the parser allows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManifestProblem {
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+/// Every problem found in one manifest file. Displays one per line as
+/// `nimbus.toml:7: memory_mb = 0: must be between 16 and 4096`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ManifestError {
+    pub file: String,
+    pub problems: Vec<ManifestProblem>,
+}
+
+impl fmt::Display for ManifestError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, p) in self.problems.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            match p.line {
+                Some(line) => write!(f, "{}:{}: {}", self.file, line, p.message)?,
+                None => write!(f, "{}: {}", self.file, p.message)?,
+            }
+        }
+        Ok(())
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawManifest {
+    name: Spanned<String>,
+    runtime: Spanned<String>,
+    component: Option<Spanned<String>>,
+    memory_mb: Option<Spanned<i64>>,
+    timeout_ms: Option<Spanned<i64>>,
+    max_concurrency: Option<Spanned<i64>>,
+    env: Option<Spanned<BTreeMap<String, String>>>,
+    #[serde(default)]
+    http: Vec<Spanned<RawHttp>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHttp {
+    route: Spanned<String>,
+    methods: Option<Spanned<Vec<String>>>,
+}
+
+struct Checker<'a> {
+    source: &'a str,
+    problems: Vec<ManifestProblem>,
+}
+
+impl Checker<'_> {
+    fn line_of(&self, span: Range<usize>) -> usize {
+        let end = span.start.min(self.source.len());
+        self.source[..end].bytes().filter(|b| *b == b'\n').count() + 1
+    }
+
+    fn problem(&mut self, span: Option<Range<usize>>, message: String) {
+        let line = span.map(|s| self.line_of(s));
+        self.problems.push(ManifestProblem { line, message });
+    }
+
+    /// Checks an optional integer against `lo..=hi`; reports and falls back to
+    /// `default` when it is outside.
+    fn ranged<T: TryFrom<i64>>(&mut self, key: &str, value: &Option<Spanned<i64>>, (lo, hi): (i64, i64), default: T) -> T {
+        let Some(v) = value else { return default };
+        let n = *v.get_ref();
+        match T::try_from(n) {
+            Ok(t) if (lo..=hi).contains(&n) => t,
+            _ => {
+                self.problem(Some(v.span()), format!("{key} = {n}: must be between {lo} and {hi}"));
+                default
+            }
+        }
+    }
+}
+
+/// Parses and validates manifest text. `file` is how errors name the file.
+pub fn parse(source: &str, file: &str) -> Result<FunctionSpec, ManifestError> {
+    let mut checker = Checker { source, problems: Vec::new() };
+    let raw: RawManifest = match toml::from_str(source) {
+        Ok(raw) => raw,
+        Err(e) => {
+            let message = e.message().trim().replace('\n', " ");
+            let message = explain_parse_error(&message);
+            checker.problem(e.span(), message);
+            return Err(ManifestError { file: file.to_owned(), problems: checker.problems });
+        }
+    };
+    let spec = resolve(raw, &mut checker);
+    match spec {
+        Some(spec) if checker.problems.is_empty() => Ok(spec),
+        _ => Err(ManifestError { file: file.to_owned(), problems: checker.problems }),
+    }
+}
+
+fn explain_parse_error(message: &str) -> String {
+    if message.starts_with("unknown field") {
+        format!("{message}; remove it or check its spelling")
+    } else if message.starts_with("missing field `name`") {
+        "missing `name = \"...\"`: every function needs a name".to_owned()
+    } else if message.starts_with("missing field `runtime`") {
+        "missing `runtime = \"wasm\"`".to_owned()
+    } else {
+        message.to_owned()
+    }
+}
+
+fn bounds<T: Copy + Into<u64>>(range: std::ops::RangeInclusive<T>) -> (i64, i64) {
+    let (lo, hi): (u64, u64) = ((*range.start()).into(), (*range.end()).into());
+    (lo as i64, hi as i64)
+}
+
+fn resolve(raw: RawManifest, c: &mut Checker<'_>) -> Option<FunctionSpec> {
+    let name = match FunctionName::parse(raw.name.get_ref()) {
+        Ok(n) => Some(n),
+        Err(e) => {
+            c.problem(Some(raw.name.span()), format!("name: {e}"));
+            None
+        }
+    };
+
+    let runtime = match raw.runtime.get_ref().as_str() {
+        "wasm" => match &raw.component {
+            Some(path) if path.get_ref().trim().is_empty() => {
+                c.problem(Some(path.span()), "component must name a .wasm file, e.g. component = \"hello.wasm\"".into());
+                None
+            }
+            Some(path) if Path::new(path.get_ref()).is_absolute() || path.get_ref().contains("..") => {
+                c.problem(
+                    Some(path.span()),
+                    format!("component = {:?}: must be a path inside the function's directory", path.get_ref()),
+                );
+                None
+            }
+            Some(path) => Some(Runtime::Wasm { component: PathBuf::from(path.get_ref()) }),
+            None => {
+                c.problem(None, "runtime = \"wasm\" needs `component = \"<file>.wasm\"`".into());
+                None
+            }
+        },
+        other => {
+            c.problem(Some(raw.runtime.span()), format!("runtime = {other:?}: unknown runtime; write runtime = \"wasm\""));
+            None
+        }
+    };
+
+    let defaults = Limits::default();
+    let limits = Limits {
+        memory_mb: c.ranged("memory_mb", &raw.memory_mb, bounds(Limits::MEMORY_MB_RANGE), defaults.memory_mb),
+        timeout_ms: c.ranged("timeout_ms", &raw.timeout_ms, bounds(Limits::TIMEOUT_MS_RANGE), defaults.timeout_ms),
+        max_concurrency: c.ranged(
+            "max_concurrency",
+            &raw.max_concurrency,
+            bounds(Limits::MAX_CONCURRENCY_RANGE),
+            defaults.max_concurrency,
+        ),
+    };
+
+    let env = raw.env.map(|env| {
+        let span = env.span();
+        let env = env.into_inner();
+        for (k, v) in &env {
+            let valid_key = !k.is_empty()
+                && !k.starts_with(|ch: char| ch.is_ascii_digit())
+                && k.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_');
+            if !valid_key {
+                c.problem(Some(span.clone()), format!("env key {k:?}: use letters, digits and '_', not starting with a digit"));
+            }
+            if v.contains('\0') {
+                c.problem(Some(span.clone()), format!("env {k}: value must not contain NUL"));
+            }
+        }
+        env
+    });
+
+    let mut routes: Vec<HttpRoute> = Vec::new();
+    for http in raw.http {
+        let http_span = http.span();
+        let http = http.into_inner();
+        let route = match RoutePattern::parse(http.route.get_ref()) {
+            Ok(r) => r,
+            Err(e) => {
+                c.problem(Some(http.route.span()), e);
+                continue;
+            }
+        };
+        let methods = match http.methods {
+            None => None,
+            Some(ms) => {
+                let span = ms.span();
+                let ms: Vec<String> = ms.into_inner().iter().map(|m| m.to_ascii_uppercase()).collect();
+                if ms.is_empty() {
+                    c.problem(Some(span.clone()), "methods = []: list at least one method, or remove the key to accept any".into());
+                }
+                for m in &ms {
+                    if http::Method::from_bytes(m.as_bytes()).is_err() || m.is_empty() {
+                        c.problem(Some(span.clone()), format!("methods: {m:?} is not an HTTP method"));
+                    }
+                }
+                Some(ms)
+            }
+        };
+        if routes.iter().any(|r| r.route == route) {
+            c.problem(Some(http_span), format!("route {route} is listed twice"));
+            continue;
+        }
+        routes.push(HttpRoute { route, methods });
+    }
+
+    Some(FunctionSpec {
+        name: name?,
+        runtime: runtime?,
+        limits,
+        env: env.unwrap_or_default(),
+        routes,
+    })
+}
+
+/// Resolves `nimbus deploy DIR_OR_MANIFEST` to the manifest path and the
+/// function's directory (which relative paths in the manifest start from).
+pub fn locate(dir_or_manifest: &Path) -> (PathBuf, PathBuf) {
+    if dir_or_manifest.is_dir() {
+        (dir_or_manifest.join(MANIFEST_FILE), dir_or_manifest.to_path_buf())
+    } else {
+        let dir = dir_or_manifest.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        (dir_or_manifest.to_path_buf(), dir.to_path_buf())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,98 @@
+use super::*;
+
+fn err(source: &str) -> String {
+    parse(source, "nimbus.toml").expect_err("manifest should be rejected").to_string()
+}
+
+#[test]
+fn full_manifest_resolves_with_values() {
+    let spec = parse(
+        r#"
+name = "hello"
+runtime = "wasm"
+component = "hello.wasm"
+memory_mb = 64
+timeout_ms = 500
+max_concurrency = 7
+env = { GREETING = "hi" }
+
+[[http]]
+route = "/hello"
+methods = ["get", "POST"]
+
+[[http]]
+route = "/api/*"
+"#,
+        "nimbus.toml",
+    )
+    .unwrap();
+    assert_eq!(spec.name.as_str(), "hello");
+    assert_eq!(spec.runtime, Runtime::Wasm { component: "hello.wasm".into() });
+    assert_eq!(spec.limits, Limits { memory_mb: 64, timeout_ms: 500, max_concurrency: 7 });
+    assert_eq!(spec.env.get("GREETING").map(String::as_str), Some("hi"));
+    assert_eq!(spec.routes.len(), 2);
+    assert_eq!(spec.routes[0].methods, Some(vec!["GET".to_string(), "POST".to_string()]));
+    assert_eq!(spec.routes[1].route, RoutePattern::Prefix("/api".into()));
+}
+
+#[test]
+fn defaults_are_filled_in() {
+    let spec = parse("name = \"a\"\nruntime = \"wasm\"\ncomponent = \"a.wasm\"\n", "nimbus.toml").unwrap();
+    assert_eq!(spec.limits, Limits::default());
+    assert!(spec.env.is_empty());
+    assert!(spec.routes.is_empty());
+}
+
+#[test]
+fn golden_out_of_range_value_names_line_and_range() {
+    let source = "name = \"a\"\nruntime = \"wasm\"\ncomponent = \"a.wasm\"\n\n\n\nmemory_mb = 0\n";
+    assert_eq!(err(source), "nimbus.toml:7: memory_mb = 0: must be between 16 and 4096");
+}
+
+#[test]
+fn golden_unknown_key_is_an_error() {
+    let source = "name = \"a\"\nruntime = \"wasm\"\ncomponent = \"a.wasm\"\nmemroy_mb = 64\n";
+    let e = err(source);
+    assert!(e.starts_with("nimbus.toml:4: unknown field `memroy_mb`"), "{e}");
+    assert!(e.ends_with("remove it or check its spelling"), "{e}");
+}
+
+#[test]
+fn golden_bad_name_and_route_are_all_reported() {
+    let source = "name = \"Hello\"\nruntime = \"wasm\"\ncomponent = \"a.wasm\"\n[[http]]\nroute = \"hello\"\n";
+    assert_eq!(
+        err(source),
+        "nimbus.toml:1: name: invalid function name \"Hello\": use 1 to 63 characters of a-z, 0-9 and '-', starting with a letter\n\
+         nimbus.toml:5: route \"hello\" must start with '/', e.g. \"/hello\""
+    );
+}
+
+#[test]
+fn golden_missing_component_and_unknown_runtime() {
+    assert_eq!(
+        err("name = \"a\"\nruntime = \"wasm\"\n"),
+        "nimbus.toml: runtime = \"wasm\" needs `component = \"<file>.wasm\"`"
+    );
+    assert_eq!(
+        err("name = \"a\"\nruntime = \"python\"\n"),
+        "nimbus.toml:2: runtime = \"python\": unknown runtime; write runtime = \"wasm\""
+    );
+    assert_eq!(err("runtime = \"wasm\"\n"), "nimbus.toml:1: missing `name = \"...\"`: every function needs a name");
+}
+
+#[test]
+fn syntax_errors_have_a_line() {
+    let e = err("name = \"a\"\nruntime = \n");
+    assert!(e.starts_with("nimbus.toml:2: "), "{e}");
+}
+
+#[test]
+fn wrong_types_and_escaping_paths_are_rejected() {
+    assert!(err("name = \"a\"\nruntime = \"wasm\"\ncomponent = \"a.wasm\"\ntimeout_ms = \"fast\"\n").starts_with("nimbus.toml:4:"));
+    assert!(err("name = \"a\"\nruntime = \"wasm\"\ncomponent = \"../x.wasm\"\n").contains("inside the function's directory"));
+    assert!(err("name = \"a\"\nruntime = \"wasm\"\ncomponent = \"/etc/x.wasm\"\n").contains("inside the function's directory"));
+    assert!(err("name = \"a\"\nruntime = \"wasm\"\ncomponent = \"a.wasm\"\ntimeout_ms = 900001\n").contains("between 1 and 900000"));
+    assert!(err("name = \"a\"\nruntime = \"wasm\"\ncomponent = \"a.wasm\"\nenv = { \"1X\" = \"v\" }\n").contains("env key \"1X\""));
+    assert!(err("name = \"a\"\nruntime = \"wasm\"\ncomponent = \"a.wasm\"\n[[http]]\nroute = \"/a\"\nmethods = [\"G ET\"]\n").contains("not an HTTP method"));
+    assert!(err("name = \"a\"\nruntime = \"wasm\"\ncomponent = \"a.wasm\"\n[[http]]\nroute = \"/a\"\n[[http]]\nroute = \"/a\"\n").contains("listed twice"));
+}

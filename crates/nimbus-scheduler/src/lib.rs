@@ -1,0 +1,172 @@
+//! Everything a trigger may do to a function goes through here: the live
+//! table of deployed functions and their routes (swapped atomically on
+//! deploy, so requests in flight finish on the code they started with),
+//! admission against each function's `max_concurrency`, and the invoke path
+//! that runs the guest and records metrics and the invocation log.
+//!
+//! It knows no listener and no file format: triggers hand it requests.
+
+mod table;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use nimbus_core::{ErrorCode, FunctionName, Invocation, Outcome, PlatformError, REQUEST_ID_HEADER, RequestId};
+use nimbus_store::{FunctionRecord, InvocationLog, InvocationRecord, now_ms};
+use nimbus_telemetry::{FunctionMetrics, Metrics};
+use nimbus_wasm::{CompiledComponent, InvokeLimits, WasmRuntime};
+use tokio::sync::Semaphore;
+
+pub use table::{FunctionTable, RouteConflict, RouteMatch};
+
+/// A function ready to serve: its record, compiled code and admission state.
+pub struct DeployedFunction {
+    pub record: FunctionRecord,
+    component: CompiledComponent,
+    env: Vec<(String, String)>,
+    admission: Arc<Semaphore>,
+    metrics: Arc<FunctionMetrics>,
+}
+
+impl DeployedFunction {
+    pub fn name(&self) -> &FunctionName {
+        &self.record.spec.name
+    }
+
+    pub fn in_flight(&self) -> i64 {
+        self.metrics.in_flight()
+    }
+}
+
+pub struct Scheduler {
+    table: ArcSwap<FunctionTable>,
+    wasm: Arc<WasmRuntime>,
+    metrics: Arc<Metrics>,
+    log: Arc<InvocationLog>,
+}
+
+impl Scheduler {
+    pub fn new(wasm: Arc<WasmRuntime>, metrics: Arc<Metrics>, log: Arc<InvocationLog>) -> Self {
+        Self { table: ArcSwap::from_pointee(FunctionTable::default()), wasm, metrics, log }
+    }
+
+    pub fn wasm(&self) -> &Arc<WasmRuntime> {
+        &self.wasm
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    pub fn log(&self) -> &Arc<InvocationLog> {
+        &self.log
+    }
+
+    /// A snapshot of the live table.
+    pub fn table(&self) -> Arc<FunctionTable> {
+        self.table.load_full()
+    }
+
+    /// Would installing `record` clash with another function's routes?
+    pub fn check_routes(&self, record: &FunctionRecord) -> Result<(), RouteConflict> {
+        self.table.load().check_routes(&record.spec)
+    }
+
+    /// Makes `record` live, replacing any function of the same name. New
+    /// requests see the new code at once; requests in flight keep the old.
+    pub fn install(&self, record: FunctionRecord, component: CompiledComponent) -> Result<(), RouteConflict> {
+        let metrics = self.metrics.function(record.spec.name.as_str());
+        let env = record.spec.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let admission = Arc::new(Semaphore::new(record.spec.limits.max_concurrency as usize));
+        let function = Arc::new(DeployedFunction { record, component, env, admission, metrics });
+        let mut result = Ok(());
+        self.table.rcu(|table| match table.with(function.clone()) {
+            Ok(next) => {
+                result = Ok(());
+                Arc::new(next)
+            }
+            Err(conflict) => {
+                result = Err(conflict);
+                table.clone()
+            }
+        });
+        result
+    }
+
+    /// Takes a function out of service; `false` if it was not deployed.
+    pub fn remove(&self, name: &FunctionName) -> bool {
+        let mut removed = false;
+        self.table.rcu(|table| {
+            let (next, was_there) = table.without(name);
+            removed = was_there;
+            Arc::new(next)
+        });
+        removed
+    }
+
+    /// Runs one invocation of `function`: admission, the guest, metrics, log.
+    pub async fn invoke(&self, function: Arc<DeployedFunction>, mut invocation: Invocation) -> Outcome {
+        let request_id = invocation.request_id.clone();
+        let Ok(_permit) = function.admission.clone().try_acquire_owned() else {
+            function.metrics.rejected(ErrorCode::Throttled);
+            let max = function.record.spec.limits.max_concurrency;
+            let error = PlatformError::new(
+                ErrorCode::Throttled,
+                format!("function {} is already running {max} invocations (its max_concurrency); retry shortly", function.name()),
+            );
+            self.record(&function, &request_id, &Err(error.clone()), Duration::ZERO, &Default::default());
+            return Outcome { request_id, result: Err(error), duration: Duration::ZERO, output: Default::default() };
+        };
+
+        if let Ok(value) = http::HeaderValue::from_str(request_id.as_str()) {
+            invocation.request.headers_mut().insert(REQUEST_ID_HEADER, value);
+        }
+        let limits = function.record.spec.limits;
+        let deadline = invocation.received_at + Duration::from_millis(limits.timeout_ms);
+        let started = Instant::now();
+        function.metrics.started();
+        let report = self
+            .wasm
+            .invoke(&function.component, &function.env, invocation.request, InvokeLimits { memory_bytes: limits.memory_bytes(), deadline })
+            .await;
+        let duration = started.elapsed();
+        if let Some(instantiate) = report.instantiate {
+            self.metrics.observe_instantiate(instantiate);
+        }
+        let result = report.result.map_err(PlatformError::from);
+        function.metrics.finished(result.as_ref().err().map(|e| e.code), duration);
+        self.record(&function, &request_id, &result, duration, &report.output);
+        Outcome { request_id, result, duration, output: report.output }
+    }
+
+    fn record(
+        &self,
+        function: &DeployedFunction,
+        request_id: &RequestId,
+        result: &Result<http::Response<Bytes>, PlatformError>,
+        duration: Duration,
+        output: &nimbus_core::CapturedOutput,
+    ) {
+        let (status, outcome) = match result {
+            Ok(response) => (response.status().as_u16(), nimbus_telemetry::OUTCOME_OK.to_owned()),
+            Err(e) => (e.code.status().as_u16(), e.code.as_str().to_owned()),
+        };
+        let mut text = output.display();
+        if let Err(e) = result {
+            text.push_str(&format!("[nimbus: {}: {}]\n", e.code, e.message));
+        }
+        self.log.append(InvocationRecord {
+            seq: 0,
+            function: function.name().to_string(),
+            request_id: request_id.to_string(),
+            started_at_ms: now_ms() - duration.as_millis() as i64,
+            status,
+            outcome,
+            duration_us: duration.as_micros() as u64,
+            output: text,
+            output_truncated_bytes: output.truncated_bytes,
+        });
+    }
+}
