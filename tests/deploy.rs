@@ -1,5 +1,7 @@
 //! Deploying, serving, replacing, removing and restoring functions.
 
+#![allow(clippy::unwrap_used)] // Tests: a panic is the failure report.
+
 mod common;
 
 use std::time::Duration;
@@ -56,9 +58,8 @@ async fn request_reaches_the_guest_unchanged_with_the_request_id() {
     let node = Node::start();
     let scratch = TempDir::new("echo");
     node.deploy_probe(&scratch, "echo", "[[http]]\nroute = \"/api/*\"");
-    let r = node
-        .send(Method::PUT, "/api/items/7?x=1&y=two", &[("x-custom", "abc")], Bytes::from_static(b"payload"))
-        .await;
+    let r =
+        node.send(Method::PUT, "/api/items/7?x=1&y=two", &[("x-custom", "abc")], Bytes::from_static(b"payload")).await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert!(r.body.contains("method=PUT\n"), "{}", r.body);
     assert!(r.body.contains("path=/api/items/7?x=1&y=two\n"), "{}", r.body);

@@ -1,6 +1,8 @@
 //! Isolation and limits: every hostile guest gets a typed error and the node
 //! keeps serving everyone else.
 
+#![allow(clippy::unwrap_used)] // Tests: a panic is the failure report.
+
 mod common;
 
 use std::time::{Duration, Instant};
@@ -148,9 +150,7 @@ async fn bodies_over_the_limit_get_413_without_being_read() {
     let addr = node.gateway.trim_start_matches("http://").to_string();
     let mut stream = std::net::TcpStream::connect(&addr).unwrap();
     stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    stream
-        .write_all(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 1073741824\r\n\r\nabc")
-        .unwrap();
+    stream.write_all(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 1073741824\r\n\r\nabc").unwrap();
     let mut answer = vec![0u8; 4096];
     let n = stream.read(&mut answer).expect("no answer before the body was sent");
     let answer = String::from_utf8_lossy(&answer[..n]);

@@ -1,5 +1,7 @@
 //! Logs, metrics and the API description.
 
+#![allow(clippy::unwrap_used)] // Tests: a panic is the failure report.
+
 mod common;
 
 use std::io::{BufRead, BufReader};
@@ -61,7 +63,9 @@ async fn logs_follow_streams_new_invocations() {
     let id = r.header("x-nimbus-request-id").unwrap().to_string();
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     loop {
-        let line = rx.recv_timeout(deadline.saturating_duration_since(std::time::Instant::now())).expect("new entry not streamed");
+        let line = rx
+            .recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
+            .expect("new entry not streamed");
         if line.contains(&id) {
             break;
         }

@@ -1,5 +1,7 @@
 //! The control plane's protection: tokens, and refusing to expose it bare.
 
+#![allow(clippy::unwrap_used)] // Tests: a panic is the failure report.
+
 mod common;
 
 use bytes::Bytes;

@@ -65,7 +65,9 @@ impl Upload {
             files.insert(path, data);
         }
         if files.is_empty() {
-            return Err(ArchiveError::NotTar("it holds no files; upload a tar of nimbus.toml and the component".into()));
+            return Err(ArchiveError::NotTar(
+                "it holds no files; upload a tar of nimbus.toml and the component".into(),
+            ));
         }
         Ok(Self { files })
     }
@@ -77,7 +79,10 @@ impl Upload {
     pub fn component(&self, spec: &FunctionSpec) -> Result<&[u8], ArchiveError> {
         let Runtime::Wasm { component } = &spec.runtime;
         let path = normalise(component).ok_or_else(|| ArchiveError::UnsafePath(component.display().to_string()))?;
-        self.files.get(&path).map(Vec::as_slice).ok_or_else(|| ArchiveError::MissingFile(component.display().to_string()))
+        self.files
+            .get(&path)
+            .map(Vec::as_slice)
+            .ok_or_else(|| ArchiveError::MissingFile(component.display().to_string()))
     }
 }
 

@@ -73,7 +73,8 @@ impl FunctionService {
             let manifest = String::from_utf8_lossy(upload.manifest()?).into_owned();
             let spec = nimbus_manifest::parse(&manifest, nimbus_manifest::MANIFEST_FILE)?;
             let wasm = upload.component(&spec)?;
-            let probe = FunctionRecord { spec: spec.clone(), version: 0, component_sha256: String::new(), deployed_at_ms: 0 };
+            let probe =
+                FunctionRecord { spec: spec.clone(), version: 0, component_sha256: String::new(), deployed_at_ms: 0 };
             scheduler.check_routes(&probe)?;
 
             let hash = nimbus_store::Artifacts::sha256(wasm);
@@ -101,9 +102,10 @@ impl FunctionService {
 
         self.scheduler.install(record.clone(), component)?;
         tracing::info!(function = %record.spec.name, version = record.version, compile_ms, "deployed");
-        let function = self.scheduler.table().get(&record.spec.name).map(|f| info(f)).ok_or_else(|| {
-            DeployError::Interrupted("the function was removed while it was being deployed".into())
-        })?;
+        let function =
+            self.scheduler.table().get(&record.spec.name).map(|f| info(f)).ok_or_else(|| {
+                DeployError::Interrupted("the function was removed while it was being deployed".into())
+            })?;
         Ok(DeployResult { function, compile_ms, compiled })
     }
 
@@ -154,9 +156,8 @@ impl FunctionService {
         let _serialised = self.deploy_lock.lock().await;
         let store = self.store.clone();
         let stored_name = name.clone();
-        let stored = tokio::task::spawn_blocking(move || store.remove_function(&stored_name))
-            .await
-            .unwrap_or(Ok(false))?;
+        let stored =
+            tokio::task::spawn_blocking(move || store.remove_function(&stored_name)).await.unwrap_or(Ok(false))?;
         let live = self.scheduler.remove(name);
         Ok(stored || live)
     }

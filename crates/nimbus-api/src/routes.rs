@@ -56,7 +56,9 @@ pub fn router(functions: Arc<FunctionService>, config: ApiConfig) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics))
         .merge(v1)
-        .fallback(|| async { ApiError(PlatformError::new(ErrorCode::NotFound, "no such API endpoint; see /v1/openapi.json")) })
+        .fallback(|| async {
+            ApiError(PlatformError::new(ErrorCode::NotFound, "no such API endpoint; see /v1/openapi.json"))
+        })
         .layer(DefaultBodyLimit::disable())
         .with_state(api)
 }
@@ -114,8 +116,14 @@ fn not_deployed(name: &FunctionName) -> ApiError {
 
 /// Reads a body up to `limit` bytes; a declared or actual excess is 413.
 async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, ApiError> {
-    let too_large = || ApiError(PlatformError::new(ErrorCode::PayloadTooLarge, format!("the body is larger than the limit of {limit} bytes")));
-    let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    let too_large = || {
+        ApiError(PlatformError::new(
+            ErrorCode::PayloadTooLarge,
+            format!("the body is larger than the limit of {limit} bytes"),
+        ))
+    };
+    let declared =
+        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(too_large());
     }
@@ -180,8 +188,9 @@ async fn invoke(
     let payload = read_body(&headers, body, api.config.max_body_bytes).await?;
 
     let method = query.method.as_deref().unwrap_or("POST").to_ascii_uppercase();
-    let method = http::Method::from_bytes(method.as_bytes())
-        .map_err(|_| ApiError(PlatformError::new(ErrorCode::BadRequest, format!("method={method}: not an HTTP method"))))?;
+    let method = http::Method::from_bytes(method.as_bytes()).map_err(|_| {
+        ApiError(PlatformError::new(ErrorCode::BadRequest, format!("method={method}: not an HTTP method")))
+    })?;
     let path = query.path.unwrap_or_else(|| default_path(&function.record.spec));
     if !path.starts_with('/') {
         return Err(ApiError(PlatformError::new(ErrorCode::BadRequest, format!("path={path}: must start with '/'"))));
@@ -212,15 +221,14 @@ async fn invoke(
     Ok(response)
 }
 
-/// The path an invoke without `path=` uses: the first exact route, or `/`.
+/// The path an invoke without `path=` uses: the function's first route
+/// (a prefix route's prefix itself), or `/`.
 fn default_path(spec: &nimbus_core::FunctionSpec) -> String {
-    spec.routes
-        .iter()
-        .find_map(|r| match &r.route {
-            nimbus_core::RoutePattern::Exact(p) => Some(p.clone()),
-            nimbus_core::RoutePattern::Prefix(p) => Some(if p.is_empty() { "/".to_owned() } else { p.clone() }),
-        })
-        .unwrap_or_else(|| "/".to_owned())
+    match spec.routes.first().map(|r| &r.route) {
+        Some(nimbus_core::RoutePattern::Exact(p)) => p.clone(),
+        Some(nimbus_core::RoutePattern::Prefix(p)) if !p.is_empty() => p.clone(),
+        _ => "/".to_owned(),
+    }
 }
 
 #[derive(Deserialize)]
@@ -233,10 +241,18 @@ struct LogsQuery {
 const MAX_LOG_LIMIT: u32 = 1000;
 const MAX_LOG_WAIT: Duration = Duration::from_secs(30);
 
-async fn logs(State(api): State<Api>, Path(name): Path<String>, Query(q): Query<LogsQuery>) -> Result<Response, ApiError> {
+async fn logs(
+    State(api): State<Api>,
+    Path(name): Path<String>,
+    Query(q): Query<LogsQuery>,
+) -> Result<Response, ApiError> {
     let name = parse_name(&name)?;
     let log = api.functions.scheduler().log().clone();
-    let query = LogQuery { function: name.to_string(), after_seq: q.after, limit: q.limit.unwrap_or(20).clamp(1, MAX_LOG_LIMIT) };
+    let query = LogQuery {
+        function: name.to_string(),
+        after_seq: q.after,
+        limit: q.limit.unwrap_or(20).clamp(1, MAX_LOG_LIMIT),
+    };
     let wait = Duration::from_millis(q.wait_ms.unwrap_or(0)).min(MAX_LOG_WAIT);
     let mut changes = log.subscribe();
     let run_query = |log: Arc<nimbus_store::InvocationLog>, query: LogQuery| async move {
@@ -280,7 +296,9 @@ async fn logs(State(api): State<Api>, Path(name): Path<String>, Query(q): Query<
 async fn metrics(State(api): State<Api>) -> Response {
     let scheduler = api.functions.scheduler();
     let mut text = scheduler.metrics().render(scheduler.table().len());
-    text.push_str("# HELP nimbus_log_records_dropped_total Invocation records dropped because the log writer fell behind.\n");
+    text.push_str(
+        "# HELP nimbus_log_records_dropped_total Invocation records dropped because the log writer fell behind.\n",
+    );
     text.push_str("# TYPE nimbus_log_records_dropped_total counter\n");
     text.push_str(&format!("nimbus_log_records_dropped_total {}\n", scheduler.log().dropped()));
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response()

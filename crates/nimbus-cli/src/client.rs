@@ -49,7 +49,9 @@ impl ApiClient {
     pub fn new(base: &str, token: Option<String>) -> anyhow::Result<Self> {
         let base = base.trim_end_matches('/').to_owned();
         if base.starts_with("https://") {
-            anyhow::bail!("--api {base}: this client speaks plain HTTP; reach a remote node through an SSH tunnel or a TLS-terminating proxy on loopback");
+            anyhow::bail!(
+                "--api {base}: this client speaks plain HTTP; reach a remote node through an SSH tunnel or a TLS-terminating proxy on loopback"
+            );
         }
         if !base.starts_with("http://") {
             anyhow::bail!("--api {base}: write the API's URL, e.g. http://127.0.0.1:8090");
@@ -71,13 +73,17 @@ impl ApiClient {
             request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
         }
         for (k, v) in headers {
-            let value = HeaderValue::from_str(v).map_err(|_| anyhow::anyhow!("header {k}: the value is not valid in HTTP"))?;
+            let value =
+                HeaderValue::from_str(v).map_err(|_| anyhow::anyhow!("header {k}: the value is not valid in HTTP"))?;
             request = request.header(k.as_str(), value);
         }
         let request = request.body(Full::new(body)).map_err(|e| anyhow::anyhow!("{url}: {e}"))?;
         let response = self.http.request(request).await.map_err(|e| {
             let cause = std::error::Error::source(&e).map(|s| s.to_string()).unwrap_or_else(|| e.to_string());
-            anyhow::anyhow!("cannot reach the nimbus API at {}: {cause} (is `nimbus server` running? set --api or NIMBUS_API)", self.base)
+            anyhow::anyhow!(
+                "cannot reach the nimbus API at {}: {cause} (is `nimbus server` running? set --api or NIMBUS_API)",
+                self.base
+            )
         })?;
         let (parts, body) = response.into_parts();
         let body = body.collect().await.map_err(|e| anyhow::anyhow!("reading the answer from {url}: {e}"))?.to_bytes();

@@ -48,13 +48,19 @@ fn read_data_file(path: &Path) -> anyhow::Result<Bytes> {
 
 async fn deploy(client: &ApiClient, path: &Path) -> anyhow::Result<()> {
     let (manifest_path, dir) = nimbus_manifest::locate(path);
-    let text = std::fs::read_to_string(&manifest_path)
-        .with_context(|| format!("cannot read {} (deploy takes a directory holding nimbus.toml, or a manifest)", manifest_path.display()))?;
+    let text = std::fs::read_to_string(&manifest_path).with_context(|| {
+        format!("cannot read {} (deploy takes a directory holding nimbus.toml, or a manifest)", manifest_path.display())
+    })?;
     // Checked here first so errors name the user's own file and line.
     let spec = nimbus_manifest::parse(&text, &manifest_path.display().to_string())?;
     let archive = nimbus_api::pack_function(&text, &spec, &dir)?;
     let response = client
-        .request(Method::POST, "/v1/deploy", &[("content-type".into(), "application/x-tar".into())], Bytes::from(archive))
+        .request(
+            Method::POST,
+            "/v1/deploy",
+            &[("content-type".into(), "application/x-tar".into())],
+            Bytes::from(archive),
+        )
         .await?
         .ok()?;
     let result: DeployResult = response.json()?;
@@ -86,8 +92,9 @@ async fn invoke(
         let (k, v) = h.split_once(':').with_context(|| format!("--header {h:?}: write NAME:VALUE"))?;
         pairs.push((k.trim().to_owned(), v.trim().to_owned()));
     }
-    let response =
-        client.request(Method::POST, &format!("/v1/functions/{name}/invoke{query}"), &pairs, body.unwrap_or_default()).await?;
+    let response = client
+        .request(Method::POST, &format!("/v1/functions/{name}/invoke{query}"), &pairs, body.unwrap_or_default())
+        .await?;
     if let Some(e) = response.platform_error() {
         let id = e.error.request_id.map(|id| format!(" (request id {id})")).unwrap_or_default();
         anyhow::bail!("{}: {}{id}", e.error.code, e.error.message);
@@ -95,7 +102,12 @@ async fn invoke(
     std::io::stdout().write_all(&response.body)?;
     std::io::stdout().flush()?;
     let header = |n: &str| response.headers.get(n).and_then(|v| v.to_str().ok()).unwrap_or("-").to_owned();
-    eprintln!("status: {}  duration: {} ms  request-id: {}", response.status.as_u16(), header(DURATION_HEADER), header(REQUEST_ID_HEADER));
+    eprintln!(
+        "status: {}  duration: {} ms  request-id: {}",
+        response.status.as_u16(),
+        header(DURATION_HEADER),
+        header(REQUEST_ID_HEADER)
+    );
     if response.status.is_client_error() || response.status.is_server_error() {
         anyhow::bail!("the function answered {}", response.status);
     }
@@ -162,15 +174,21 @@ pub fn format_log_entry(e: &LogEntry) -> String {
 
 async fn logs(client: &ApiClient, name: &str, limit: u32, follow: bool) -> anyhow::Result<()> {
     let name = checked_name(name)?;
-    let page: LogPage =
-        client.request(Method::GET, &format!("/v1/functions/{name}/logs?limit={limit}"), &[], Bytes::new()).await?.ok()?.json()?;
+    let page: LogPage = client
+        .request(Method::GET, &format!("/v1/functions/{name}/logs?limit={limit}"), &[], Bytes::new())
+        .await?
+        .ok()?
+        .json()?;
     let mut stdout = std::io::stdout();
     for e in &page.entries {
         stdout.write_all(format_log_entry(e).as_bytes())?;
     }
     stdout.flush()?;
+    if !follow {
+        return Ok(());
+    }
     let mut after = page.last_seq;
-    while follow {
+    loop {
         let path = format!("/v1/functions/{name}/logs?after={after}&limit=1000&wait_ms=25000");
         let page: LogPage = client.request(Method::GET, &path, &[], Bytes::new()).await?.ok()?.json()?;
         for e in &page.entries {
@@ -179,7 +197,6 @@ async fn logs(client: &ApiClient, name: &str, limit: u32, follow: bool) -> anyho
         stdout.flush()?;
         after = page.last_seq;
     }
-    Ok(())
 }
 
 async fn rm(client: &ApiClient, name: &str) -> anyhow::Result<()> {

@@ -17,11 +17,7 @@ impl FunctionName {
         let valid = matches!(chars.next(), Some('a'..='z'))
             && s.len() <= Self::MAX_LEN
             && chars.all(|c| matches!(c, 'a'..='z' | '0'..='9' | '-'));
-        if valid {
-            Ok(Self(s.to_owned()))
-        } else {
-            Err(InvalidName(s.to_owned()))
-        }
+        if valid { Ok(Self(s.to_owned())) } else { Err(InvalidName(s.to_owned())) }
     }
 
     pub fn as_str(&self) -> &str {

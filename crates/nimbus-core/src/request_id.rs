@@ -26,10 +26,7 @@ fn process_seed() -> u64 {
 
 impl RequestId {
     pub fn generate() -> Self {
-        let millis = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0);
+        let millis = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
         // A cheap bijective mix of the counter keeps ids unguessable-looking
         // without a random number generator on the hot path.

@@ -72,7 +72,12 @@ impl Gateway {
         }
     }
 
-    async fn serve_connection(self: Arc<Self>, stream: tokio::net::TcpStream, peer: SocketAddr, shutdown: CancellationToken) {
+    async fn serve_connection(
+        self: Arc<Self>,
+        stream: tokio::net::TcpStream,
+        peer: SocketAddr,
+        shutdown: CancellationToken,
+    ) {
         let service = service_fn(move |req| {
             let gateway = self.clone();
             async move { Ok::<_, std::convert::Infallible>(gateway.handle(req).await) }
@@ -146,7 +151,10 @@ impl Gateway {
 }
 
 fn too_large(limit: usize) -> PlatformError {
-    PlatformError::new(ErrorCode::PayloadTooLarge, format!("the request body is larger than the limit of {limit} bytes"))
+    PlatformError::new(
+        ErrorCode::PayloadTooLarge,
+        format!("the request body is larger than the limit of {limit} bytes"),
+    )
 }
 
 /// A platform error as a response. `close` asks the client to close the

@@ -86,7 +86,13 @@ impl Checker<'_> {
 
     /// Checks an optional integer against `lo..=hi`; reports and falls back to
     /// `default` when it is outside.
-    fn ranged<T: TryFrom<i64>>(&mut self, key: &str, value: &Option<Spanned<i64>>, (lo, hi): (i64, i64), default: T) -> T {
+    fn ranged<T: TryFrom<i64>>(
+        &mut self,
+        key: &str,
+        value: &Option<Spanned<i64>>,
+        (lo, hi): (i64, i64),
+        default: T,
+    ) -> T {
         let Some(v) = value else { return default };
         let n = *v.get_ref();
         match T::try_from(n) {
@@ -147,7 +153,10 @@ fn resolve(raw: RawManifest, c: &mut Checker<'_>) -> Option<FunctionSpec> {
     let runtime = match raw.runtime.get_ref().as_str() {
         "wasm" => match &raw.component {
             Some(path) if path.get_ref().trim().is_empty() => {
-                c.problem(Some(path.span()), "component must name a .wasm file, e.g. component = \"hello.wasm\"".into());
+                c.problem(
+                    Some(path.span()),
+                    "component must name a .wasm file, e.g. component = \"hello.wasm\"".into(),
+                );
                 None
             }
             Some(path) if Path::new(path.get_ref()).is_absolute() || path.get_ref().contains("..") => {
@@ -164,7 +173,10 @@ fn resolve(raw: RawManifest, c: &mut Checker<'_>) -> Option<FunctionSpec> {
             }
         },
         other => {
-            c.problem(Some(raw.runtime.span()), format!("runtime = {other:?}: unknown runtime; write runtime = \"wasm\""));
+            c.problem(
+                Some(raw.runtime.span()),
+                format!("runtime = {other:?}: unknown runtime; write runtime = \"wasm\""),
+            );
             None
         }
     };
@@ -189,7 +201,10 @@ fn resolve(raw: RawManifest, c: &mut Checker<'_>) -> Option<FunctionSpec> {
                 && !k.starts_with(|ch: char| ch.is_ascii_digit())
                 && k.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_');
             if !valid_key {
-                c.problem(Some(span.clone()), format!("env key {k:?}: use letters, digits and '_', not starting with a digit"));
+                c.problem(
+                    Some(span.clone()),
+                    format!("env key {k:?}: use letters, digits and '_', not starting with a digit"),
+                );
             }
             if v.contains('\0') {
                 c.problem(Some(span.clone()), format!("env {k}: value must not contain NUL"));
@@ -215,7 +230,10 @@ fn resolve(raw: RawManifest, c: &mut Checker<'_>) -> Option<FunctionSpec> {
                 let span = ms.span();
                 let ms: Vec<String> = ms.into_inner().iter().map(|m| m.to_ascii_uppercase()).collect();
                 if ms.is_empty() {
-                    c.problem(Some(span.clone()), "methods = []: list at least one method, or remove the key to accept any".into());
+                    c.problem(
+                        Some(span.clone()),
+                        "methods = []: list at least one method, or remove the key to accept any".into(),
+                    );
                 }
                 for m in &ms {
                     if http::Method::from_bytes(m.as_bytes()).is_err() || m.is_empty() {
@@ -232,13 +250,7 @@ fn resolve(raw: RawManifest, c: &mut Checker<'_>) -> Option<FunctionSpec> {
         routes.push(HttpRoute { route, methods });
     }
 
-    Some(FunctionSpec {
-        name: name?,
-        runtime: runtime?,
-        limits,
-        env: env.unwrap_or_default(),
-        routes,
-    })
+    Some(FunctionSpec { name: name?, runtime: runtime?, limits, env: env.unwrap_or_default(), routes })
 }
 
 /// Resolves `nimbus deploy DIR_OR_MANIFEST` to the manifest path and the

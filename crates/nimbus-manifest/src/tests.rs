@@ -88,11 +88,31 @@ fn syntax_errors_have_a_line() {
 
 #[test]
 fn wrong_types_and_escaping_paths_are_rejected() {
-    assert!(err("name = \"a\"\nruntime = \"wasm\"\ncomponent = \"a.wasm\"\ntimeout_ms = \"fast\"\n").starts_with("nimbus.toml:4:"));
-    assert!(err("name = \"a\"\nruntime = \"wasm\"\ncomponent = \"../x.wasm\"\n").contains("inside the function's directory"));
-    assert!(err("name = \"a\"\nruntime = \"wasm\"\ncomponent = \"/etc/x.wasm\"\n").contains("inside the function's directory"));
-    assert!(err("name = \"a\"\nruntime = \"wasm\"\ncomponent = \"a.wasm\"\ntimeout_ms = 900001\n").contains("between 1 and 900000"));
-    assert!(err("name = \"a\"\nruntime = \"wasm\"\ncomponent = \"a.wasm\"\nenv = { \"1X\" = \"v\" }\n").contains("env key \"1X\""));
-    assert!(err("name = \"a\"\nruntime = \"wasm\"\ncomponent = \"a.wasm\"\n[[http]]\nroute = \"/a\"\nmethods = [\"G ET\"]\n").contains("not an HTTP method"));
+    assert!(
+        err("name = \"a\"\nruntime = \"wasm\"\ncomponent = \"a.wasm\"\ntimeout_ms = \"fast\"\n")
+            .starts_with("nimbus.toml:4:")
+    );
+    assert!(
+        err("name = \"a\"\nruntime = \"wasm\"\ncomponent = \"../x.wasm\"\n")
+            .contains("inside the function's directory")
+    );
+    assert!(
+        err("name = \"a\"\nruntime = \"wasm\"\ncomponent = \"/etc/x.wasm\"\n")
+            .contains("inside the function's directory")
+    );
+    assert!(
+        err("name = \"a\"\nruntime = \"wasm\"\ncomponent = \"a.wasm\"\ntimeout_ms = 900001\n")
+            .contains("between 1 and 900000")
+    );
+    assert!(
+        err("name = \"a\"\nruntime = \"wasm\"\ncomponent = \"a.wasm\"\nenv = { \"1X\" = \"v\" }\n")
+            .contains("env key \"1X\"")
+    );
+    assert!(
+        err(
+            "name = \"a\"\nruntime = \"wasm\"\ncomponent = \"a.wasm\"\n[[http]]\nroute = \"/a\"\nmethods = [\"G ET\"]\n"
+        )
+        .contains("not an HTTP method")
+    );
     assert!(err("name = \"a\"\nruntime = \"wasm\"\ncomponent = \"a.wasm\"\n[[http]]\nroute = \"/a\"\n[[http]]\nroute = \"/a\"\n").contains("listed twice"));
 }

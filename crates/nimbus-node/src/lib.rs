@@ -81,7 +81,8 @@ pub async fn run(config: NodeConfig, shutdown: CancellationToken) -> anyhow::Res
         TcpListener::bind(api_addr).await.with_context(|| format!("cannot listen on {api_addr} (--api-listen)"))?;
 
     let store = Arc::new(
-        Store::open(&config.data_dir).with_context(|| format!("cannot open data directory {}", config.data_dir.display()))?,
+        Store::open(&config.data_dir)
+            .with_context(|| format!("cannot open data directory {}", config.data_dir.display()))?,
     );
     let wasm = Arc::new(
         WasmRuntime::new(WasmConfig { max_instances: config.max_instances, ..WasmConfig::default() })
@@ -105,7 +106,8 @@ pub async fn run(config: NodeConfig, shutdown: CancellationToken) -> anyhow::Res
 
     let gateway = Gateway::new(scheduler.clone(), GatewayConfig { max_body_bytes: config.max_body_bytes });
     let gateway_task = tokio::spawn(gateway.serve(gateway_listener, shutdown.clone(), config.drain));
-    let api_config = ApiConfig { token: config.token.clone(), max_body_bytes: config.max_body_bytes, ..ApiConfig::default() };
+    let api_config =
+        ApiConfig { token: config.token.clone(), max_body_bytes: config.max_body_bytes, ..ApiConfig::default() };
     let router = nimbus_api::router(functions, api_config);
     let api_shutdown = shutdown.clone();
     let api_task = tokio::spawn(async move {

@@ -114,7 +114,10 @@ impl Scheduler {
             let max = function.record.spec.limits.max_concurrency;
             let error = PlatformError::new(
                 ErrorCode::Throttled,
-                format!("function {} is already running {max} invocations (its max_concurrency); retry shortly", function.name()),
+                format!(
+                    "function {} is already running {max} invocations (its max_concurrency); retry shortly",
+                    function.name()
+                ),
             );
             self.record(&function, &request_id, &Err(error.clone()), Duration::ZERO, &Default::default());
             return Outcome { request_id, result: Err(error), duration: Duration::ZERO, output: Default::default() };
@@ -129,7 +132,12 @@ impl Scheduler {
         function.metrics.started();
         let report = self
             .wasm
-            .invoke(&function.component, &function.env, invocation.request, InvokeLimits { memory_bytes: limits.memory_bytes(), deadline })
+            .invoke(
+                &function.component,
+                &function.env,
+                invocation.request,
+                InvokeLimits { memory_bytes: limits.memory_bytes(), deadline },
+            )
             .await;
         let duration = started.elapsed();
         if let Some(instantiate) = report.instantiate {

@@ -99,19 +99,22 @@ impl InvocationLog {
 
     pub fn query(&self, q: &LogQuery) -> Result<Vec<InvocationRecord>> {
         let db = self.reader.lock().unwrap_or_else(|e| e.into_inner());
-        let columns = "seq, function, request_id, started_at_ms, status, outcome, duration_us, output, output_truncated_bytes";
+        let columns =
+            "seq, function, request_id, started_at_ms, status, outcome, duration_us, output, output_truncated_bytes";
         let mut records = match q.after_seq {
             Some(after) => {
                 let mut stmt = db.prepare_cached(&format!(
                     "SELECT {columns} FROM invocations WHERE function = ?1 AND seq > ?2 ORDER BY seq ASC LIMIT ?3"
                 ))?;
-                stmt.query_map(params![q.function, after, q.limit], read_record)?.collect::<rusqlite::Result<Vec<_>>>()?
+                stmt.query_map(params![q.function, after, q.limit], read_record)?
+                    .collect::<rusqlite::Result<Vec<_>>>()?
             }
             None => {
                 let mut stmt = db.prepare_cached(&format!(
                     "SELECT {columns} FROM invocations WHERE function = ?1 ORDER BY seq DESC LIMIT ?2"
                 ))?;
-                let mut v = stmt.query_map(params![q.function, q.limit], read_record)?.collect::<rusqlite::Result<Vec<_>>>()?;
+                let mut v =
+                    stmt.query_map(params![q.function, q.limit], read_record)?.collect::<rusqlite::Result<Vec<_>>>()?;
                 v.reverse();
                 v
             }

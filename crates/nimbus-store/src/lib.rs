@@ -82,7 +82,8 @@ pub(crate) fn open_connection(path: &Path) -> Result<Connection> {
 impl Store {
     /// Opens (creating if needed) the data directory `dir`.
     pub fn open(dir: &Path) -> Result<Self> {
-        std::fs::create_dir_all(dir).map_err(StoreError::io(format!("cannot create data directory {}", dir.display())))?;
+        std::fs::create_dir_all(dir)
+            .map_err(StoreError::io(format!("cannot create data directory {}", dir.display())))?;
         let conn = open_connection(&dir.join("nimbus.db"))?;
         conn.execute_batch(SCHEMA)?;
         let artifacts = Artifacts::open(dir)?;

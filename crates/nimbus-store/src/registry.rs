@@ -18,10 +18,8 @@ impl Store {
     /// Records a deploy of `spec`, replacing any earlier one of the same
     /// name, and returns it with its new version.
     pub fn save_function(&self, spec: &FunctionSpec, component_sha256: &str) -> Result<FunctionRecord> {
-        let spec_json = serde_json::to_string(spec).map_err(|e| StoreError::Corrupt {
-            name: spec.name.to_string(),
-            reason: e.to_string(),
-        })?;
+        let spec_json = serde_json::to_string(spec)
+            .map_err(|e| StoreError::Corrupt { name: spec.name.to_string(), reason: e.to_string() })?;
         let deployed_at_ms = now_ms();
         let mut db = self.db();
         let tx = db.transaction()?;
@@ -41,7 +39,12 @@ impl Store {
             params![spec.name.as_str(), version, spec_json, component_sha256, deployed_at_ms],
         )?;
         tx.commit()?;
-        Ok(FunctionRecord { spec: spec.clone(), version: version as u64, component_sha256: component_sha256.to_owned(), deployed_at_ms })
+        Ok(FunctionRecord {
+            spec: spec.clone(),
+            version: version as u64,
+            component_sha256: component_sha256.to_owned(),
+            deployed_at_ms,
+        })
     }
 
     /// Removes a function; `false` if there was none of that name.
@@ -54,7 +57,13 @@ impl Store {
         let mut stmt =
             db.prepare("SELECT name, version, spec, component_sha256, deployed_at_ms FROM functions ORDER BY name")?;
         let rows = stmt.query_map([], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, String>(2)?, r.get::<_, String>(3)?, r.get::<_, i64>(4)?))
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, i64>(4)?,
+            ))
         })?;
         let mut out = Vec::new();
         for row in rows {

@@ -95,10 +95,16 @@ impl Metrics {
             map.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
         };
 
-        out.push_str("# HELP nimbus_invocations_total Invocations by function and outcome (ok, or the platform error code).\n");
+        out.push_str(
+            "# HELP nimbus_invocations_total Invocations by function and outcome (ok, or the platform error code).\n",
+        );
         out.push_str("# TYPE nimbus_invocations_total counter\n");
         for (name, m) in &functions {
-            let _ = writeln!(out, "nimbus_invocations_total{{function=\"{name}\",outcome=\"{OUTCOME_OK}\"}} {}", m.ok.load(Ordering::Relaxed));
+            let _ = writeln!(
+                out,
+                "nimbus_invocations_total{{function=\"{name}\",outcome=\"{OUTCOME_OK}\"}} {}",
+                m.ok.load(Ordering::Relaxed)
+            );
             for (code, n) in ErrorCode::ALL.iter().zip(&m.errors) {
                 let n = n.load(Ordering::Relaxed);
                 if n > 0 {
@@ -122,7 +128,11 @@ impl Metrics {
         for (name, help, h) in [
             ("nimbus_instantiation_duration_seconds", "Time to instantiate a fresh Wasm instance.", &self.instantiate),
             ("nimbus_compile_duration_seconds", "Time to validate and compile a component at deploy.", &self.compile),
-            ("nimbus_artifact_load_duration_seconds", "Time to load a precompiled component at start-up.", &self.artifact_load),
+            (
+                "nimbus_artifact_load_duration_seconds",
+                "Time to load a precompiled component at start-up.",
+                &self.artifact_load,
+            ),
         ] {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
             h.render(&mut out, name, "");

@@ -69,7 +69,8 @@ impl WasmRuntime {
         let started = Instant::now();
         let component = Component::new(&self.engine, wasm).map_err(|e| CompileError::Invalid(format_error(&e)))?;
         let ready = self.prepare(component, started)?;
-        let artifact = ready.pre.instance_pre().component().serialize().map_err(|e| CompileError::Invalid(format_error(&e)))?;
+        let artifact =
+            ready.pre.instance_pre().component().serialize().map_err(|e| CompileError::Invalid(format_error(&e)))?;
         Ok((ready, artifact))
     }
 
@@ -83,20 +84,20 @@ impl WasmRuntime {
         // and replaced by rename, never in place; wasmtime also checks the
         // header and engine compatibility before use.
         #[allow(unsafe_code)]
-        let component = unsafe { Component::deserialize_file(&self.engine, path) }.map_err(|e| CompileError::Artifact {
-            path: path.display().to_string(),
-            reason: format_error(&e),
-        })?;
+        let component = unsafe { Component::deserialize_file(&self.engine, path) }
+            .map_err(|e| CompileError::Artifact { path: path.display().to_string(), reason: format_error(&e) })?;
         self.prepare(component, started)
     }
 
     fn prepare(&self, component: Component, started: Instant) -> Result<CompiledComponent, CompileError> {
         let ty = component.component_type();
-        let missing: Vec<String> = ty.imports(&self.engine).map(|(name, _)| name.to_owned()).filter(|n| !is_provided(n)).collect();
+        let missing: Vec<String> =
+            ty.imports(&self.engine).map(|(name, _)| name.to_owned()).filter(|n| !is_provided(n)).collect();
         if !missing.is_empty() {
             return Err(CompileError::UnsupportedImports(missing));
         }
-        let instance_pre = self.linker.instantiate_pre(&component).map_err(|e| CompileError::Unlinkable(format_error(&e)))?;
+        let instance_pre =
+            self.linker.instantiate_pre(&component).map_err(|e| CompileError::Unlinkable(format_error(&e)))?;
         let pre = ProxyPre::new(instance_pre).map_err(|_| CompileError::NoHandlerExport)?;
         Ok(CompiledComponent { pre, elapsed: started.elapsed() })
     }

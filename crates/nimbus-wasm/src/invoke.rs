@@ -45,12 +45,15 @@ pub enum WasmFailure {
 impl From<WasmFailure> for PlatformError {
     fn from(f: WasmFailure) -> Self {
         match f {
-            WasmFailure::Timeout => PlatformError::new(ErrorCode::FunctionTimeout, "the function did not respond within its timeout_ms"),
+            WasmFailure::Timeout => {
+                PlatformError::new(ErrorCode::FunctionTimeout, "the function did not respond within its timeout_ms")
+            }
             WasmFailure::OutOfMemory(m) => PlatformError::new(ErrorCode::FunctionOutOfMemory, m),
             WasmFailure::Crashed(m) => PlatformError::new(ErrorCode::FunctionCrashed, m),
-            WasmFailure::NodeAtCapacity => {
-                PlatformError::new(ErrorCode::Throttled, "the node is running as many instances as it allows; retry shortly")
-            }
+            WasmFailure::NodeAtCapacity => PlatformError::new(
+                ErrorCode::Throttled,
+                "the node is running as many instances as it allows; retry shortly",
+            ),
         }
     }
 }
@@ -92,7 +95,9 @@ impl WasmRuntime {
             Ok(Ok(response)) => Ok(response),
             Ok(Err(RunError::Guest(e))) => Err(self.classify(&e, store.data(), &mut output)),
             Ok(Err(RunError::Failure(f))) => Err(match f {
-                WasmFailure::Crashed(m) if store.data().limiter.denied => WasmFailure::OutOfMemory(oom_message(&store, m)),
+                WasmFailure::Crashed(m) if store.data().limiter.denied => {
+                    WasmFailure::OutOfMemory(oom_message(&store, m))
+                }
                 other => other,
             }),
         };
@@ -110,7 +115,8 @@ impl WasmRuntime {
         if parts.uri.authority().is_none() && !parts.headers.contains_key(http::header::HOST) {
             parts.headers.insert(http::header::HOST, http::HeaderValue::from_static("localhost"));
         }
-        let body = Full::new(body).map_err(|never: std::convert::Infallible| -> wasmtime_wasi_http::Error { match never {} });
+        let body =
+            Full::new(body).map_err(|never: std::convert::Infallible| -> wasmtime_wasi_http::Error { match never {} });
         let request = http::Request::from_parts(parts, body);
         let (sender, receiver) = tokio::sync::oneshot::channel();
         let data = store.data_mut();
@@ -133,7 +139,9 @@ impl WasmRuntime {
         let response = async move {
             let response = match receiver.await {
                 Ok(Ok(response)) => response,
-                Ok(Err(code)) => return Err(WasmFailure::Crashed(format!("the function answered with an error: {code:?}"))),
+                Ok(Err(code)) => {
+                    return Err(WasmFailure::Crashed(format!("the function answered with an error: {code:?}")));
+                }
                 Err(_) => return Err(WasmFailure::Crashed("the function returned without setting a response".into())),
             };
             let (parts, mut body) = response.into_parts();
@@ -197,7 +205,10 @@ fn is_interrupt(e: &wasmtime::Error) -> bool {
 }
 
 fn oom_message(store: &Store<GuestState>, crash: String) -> String {
-    format!("the function needed more than its memory_mb ({} MiB): {crash}", store.data().limiter.max_bytes / (1024 * 1024))
+    format!(
+        "the function needed more than its memory_mb ({} MiB): {crash}",
+        store.data().limiter.max_bytes / (1024 * 1024)
+    )
 }
 
 enum RunError {
