@@ -228,3 +228,42 @@ async fn deploying_the_same_component_again_reuses_the_compiled_artifact() {
     assert_eq!(r.status, 200);
     assert_eq!(&r.body[..], b"1");
 }
+
+#[tokio::test]
+async fn documented_curl_deploy_with_a_plain_tar_works() {
+    // The example in docs/api.md, run as written (with this node's ports).
+    let node = Node::start();
+    let scratch = TempDir::new("curl");
+    let dir = function_dir(
+        scratch.path(),
+        "name = \"hello\"\nruntime = \"wasm\"\ncomponent = \"hello.wasm\"\n[[http]]\nroute = \"/hello\"\n",
+        &example("hello"),
+    );
+    std::fs::rename(dir.join("app.wasm"), dir.join("hello.wasm")).unwrap();
+    let tar = scratch.path().join("hello.tar");
+    let status = std::process::Command::new("tar")
+        .arg("-cf")
+        .arg(&tar)
+        .arg("-C")
+        .arg(&dir)
+        .args(["nimbus.toml", "hello.wasm"])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "--data-binary"])
+        .arg(format!("@{}", tar.display()))
+        .args(["-H", "content-type: application/x-tar"])
+        .arg(format!("{}/v1/deploy", node.api))
+        .output()
+        .expect("curl is needed for this test");
+    let answer: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(answer["function"]["name"], "hello", "{answer}");
+    assert_eq!(answer["compiled"], true);
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "-X", "POST"])
+        .arg(format!("{}/v1/functions/hello/invoke?method=GET", node.api))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hello from nimbus\n");
+}
