@@ -119,7 +119,7 @@ def main():
         if not shutil.which(tool):
             raise SystemExit(f"{tool} is not installed (apt-get install {tool})")
     print("building release binaries and the hello example ...", flush=True)
-    sh("cargo", "build", "--quiet", "--release", "--bin", "nimbus", "-p", "hyper-hello", cwd=ROOT)
+    sh("cargo", "build", "--quiet", "--release", "-p", "nimbus", "-p", "hyper-hello", cwd=ROOT)
     sh(os.path.join(ROOT, "examples/hello/build.sh"), stdout=subprocess.DEVNULL)
     results = {}
 

@@ -45,6 +45,10 @@ async fn guests_have_no_ambient_authority() {
     assert_eq!(vars, ["AND=that", "ONLY=this"], "the guest saw more than its manifest env");
     let files = node.get("/files").await;
     assert!(files.body.starts_with("denied"), "the guest could list the host filesystem: {}", files.body);
+    let fetch = node.get("/fetch").await;
+    assert!(fetch.body.starts_with("denied: ") && fetch.body.contains("HttpRequestDenied"), "{}", fetch.body);
+    let connect = node.get("/connect").await;
+    assert!(connect.body.starts_with("denied"), "the guest opened a socket: {}", connect.body);
 }
 
 #[tokio::test]

@@ -273,3 +273,27 @@ where
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+/// Builds the components made by other toolchains (JavaScript via jco /
+/// componentize-js, Python via componentize-py) with
+/// `test-programs/build-foreign.sh`, once per test process; the script skips
+/// work when nothing changed. Returns the path of `<name>.wasm`.
+pub fn foreign(name: &str) -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    let out = BUILT.get_or_init(|| {
+        let out = repo_root().join("target/test-programs/foreign");
+        let status = Command::new("bash")
+            .arg(repo_root().join("test-programs/build-foreign.sh"))
+            .arg(&out)
+            .status()
+            .expect("cannot run test-programs/build-foreign.sh");
+        assert!(
+            status.success(),
+            "building the JavaScript and Python components failed: they need node 20+ with npm and python3 with pip"
+        );
+        out
+    });
+    let path = out.join(format!("{name}.wasm"));
+    assert!(path.exists(), "{} was not built", path.display());
+    path
+}

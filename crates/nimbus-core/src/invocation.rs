@@ -17,7 +17,13 @@ pub struct Invocation {
 
 impl Invocation {
     pub fn new(function: FunctionName, request: http::Request<Bytes>) -> Self {
-        Self { function, request_id: RequestId::generate(), request, received_at: Instant::now() }
+        Self::with_request_id(function, RequestId::generate(), request)
+    }
+
+    /// For triggers that assigned the id already (e.g. to answer errors
+    /// found before the invocation existed).
+    pub fn with_request_id(function: FunctionName, request_id: RequestId, request: http::Request<Bytes>) -> Self {
+        Self { function, request_id, request, received_at: Instant::now() }
     }
 }
 

@@ -134,8 +134,8 @@ impl Gateway {
             }
         };
 
-        let mut invocation = Invocation::new(function.name().clone(), http::Request::from_parts(parts, body));
-        invocation.request_id = request_id;
+        let request = http::Request::from_parts(parts, body);
+        let invocation = Invocation::with_request_id(function.name().clone(), request_id, request);
         let outcome = self.scheduler.invoke(function, invocation).await;
         match outcome.result {
             Ok(response) => {

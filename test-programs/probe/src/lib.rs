@@ -15,6 +15,8 @@
 //! | `/big?bytes=N`  | answers N bytes of 'x'                                |
 //! | `/files`        | tries to list `/` and answers what happened           |
 //! | `/noresponse`   | returns without setting a response                    |
+//! | `/fetch`        | tries an outbound HTTP request, answers what happened |
+//! | `/connect`      | tries a TCP connection, answers what happened         |
 //! | anything else   | echoes method, path, headers and body as text         |
 
 use std::io::{Read, Write};
@@ -80,6 +82,27 @@ fn read_body(req: &IncomingRequest) -> Vec<u8> {
     body
 }
 
+/// Tries `GET http://127.0.0.1:9/` through wasi:http/outgoing-handler.
+fn fetch() -> String {
+    use wasip2::http::outgoing_handler;
+    use wasip2::http::types::{OutgoingRequest, Scheme};
+    let request = OutgoingRequest::new(Fields::new());
+    let _ = request.set_scheme(Some(&Scheme::Http));
+    let _ = request.set_authority(Some("127.0.0.1:9"));
+    let _ = request.set_path_with_query(Some("/"));
+    match outgoing_handler::handle(request, None) {
+        Err(e) => format!("denied: {e:?}"),
+        Ok(pending) => {
+            pending.subscribe().block();
+            match pending.get() {
+                Some(Ok(Ok(response))) => format!("fetched: {}", response.status()),
+                Some(Ok(Err(e))) => format!("denied: {e:?}"),
+                other => format!("failed: {other:?}"),
+            }
+        }
+    }
+}
+
 impl wasip2::exports::http::incoming_handler::Guest for Probe {
     fn handle(req: IncomingRequest, out: ResponseOutparam) {
         let full = req.path_with_query().unwrap_or_default();
@@ -140,6 +163,14 @@ impl wasip2::exports::http::incoming_handler::Guest for Probe {
                 respond(out, 200, text.as_bytes());
             }
             "/noresponse" => {}
+            "/fetch" => respond(out, 200, fetch().as_bytes()),
+            "/connect" => {
+                let text = match std::net::TcpStream::connect("127.0.0.1:9") {
+                    Ok(_) => "connected".to_string(),
+                    Err(e) => format!("denied: {e}"),
+                };
+                respond(out, 200, text.as_bytes());
+            }
             _ => {
                 let method = method_name(&req.method());
                 let mut text = format!("method={method}\npath={full}\n");
