@@ -51,7 +51,11 @@ pub struct InvocationLog {
 }
 
 const QUEUE_CAPACITY: usize = 65_536;
-const BATCH: usize = 1024;
+const BATCH: usize = 4096;
+/// After each commit the writer sleeps this long, so that under load records
+/// accumulate and commit together (group commit), and senders do not have to
+/// wake the writer for every record. A lone record is still written at once.
+const GROUP_COMMIT_WINDOW: std::time::Duration = std::time::Duration::from_millis(10);
 
 impl InvocationLog {
     pub(crate) fn start(db_path: &Path, retain_per_function: u32) -> Result<Self> {
@@ -174,6 +178,7 @@ fn write_loop(
         for done in flushes {
             let _ = done.send(());
         }
+        std::thread::sleep(GROUP_COMMIT_WINDOW);
     }
 }
 
