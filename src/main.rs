@@ -23,6 +23,7 @@ fn main() -> std::process::ExitCode {
                     token: args.token,
                     max_body_bytes: args.max_body_bytes,
                     max_instances: args.max_instances,
+                    async_retry_base: std::time::Duration::from_millis(args.async_retry_base_ms),
                     ..nimbus_node::NodeConfig::default()
                 };
                 let shutdown = tokio_util::sync::CancellationToken::new();

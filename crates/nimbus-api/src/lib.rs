@@ -7,6 +7,7 @@
 //! persist) before anything changes, so a bad deploy changes nothing.
 
 mod archive;
+mod async_routes;
 mod functions;
 mod openapi;
 mod routes;
@@ -15,3 +16,40 @@ pub mod types;
 pub use archive::{ArchiveError, pack_function};
 pub use functions::{DeployError, FunctionService};
 pub use routes::{ApiConfig, router};
+
+/// Prometheus series of the asynchronous queues.
+fn async_metrics(stats: &[nimbus_store::QueueStats], retries: &[(String, u64)]) -> String {
+    use std::fmt::Write;
+    let now = nimbus_store::now_ms();
+    let mut out = String::new();
+    out.push_str(
+        "# HELP nimbus_async_queue_depth Asynchronous invocations waiting to run (queued or awaiting a retry).\n",
+    );
+    out.push_str("# TYPE nimbus_async_queue_depth gauge\n");
+    for s in stats {
+        let _ = writeln!(out, "nimbus_async_queue_depth{{function=\"{}\"}} {}", s.function, s.pending);
+    }
+    out.push_str(
+        "# HELP nimbus_async_running Asynchronous invocations running now.\n# TYPE nimbus_async_running gauge\n",
+    );
+    for s in stats {
+        let _ = writeln!(out, "nimbus_async_running{{function=\"{}\"}} {}", s.function, s.running);
+    }
+    out.push_str("# HELP nimbus_async_oldest_age_seconds Age of the oldest waiting asynchronous invocation.\n");
+    out.push_str("# TYPE nimbus_async_oldest_age_seconds gauge\n");
+    for s in stats {
+        let age = s.oldest_pending_ms.map(|t| (now - t).max(0) as f64 / 1000.0).unwrap_or(0.0);
+        let _ = writeln!(out, "nimbus_async_oldest_age_seconds{{function=\"{}\"}} {age}", s.function);
+    }
+    out.push_str(
+        "# HELP nimbus_async_dlq_size Invocations in the dead-letter queue.\n# TYPE nimbus_async_dlq_size gauge\n",
+    );
+    for s in stats {
+        let _ = writeln!(out, "nimbus_async_dlq_size{{function=\"{}\"}} {}", s.function, s.dead);
+    }
+    out.push_str("# HELP nimbus_async_retries_total Retries scheduled since the node started.\n# TYPE nimbus_async_retries_total counter\n");
+    for (function, n) in retries {
+        let _ = writeln!(out, "nimbus_async_retries_total{{function=\"{function}\"}} {n}");
+    }
+    out
+}

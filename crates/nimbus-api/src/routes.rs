@@ -16,8 +16,9 @@ use nimbus_core::{ErrorCode, FunctionName, Invocation, PlatformError, REQUEST_ID
 use nimbus_store::{LogQuery, format_rfc3339};
 use serde::Deserialize;
 
-use crate::FunctionService;
 use crate::types::{DURATION_HEADER, FunctionList, LogEntry, LogPage};
+use crate::{FunctionService, async_routes};
+use nimbus_events::AsyncInvoker;
 
 #[derive(Clone, Debug)]
 pub struct ApiConfig {
@@ -36,18 +37,25 @@ impl Default for ApiConfig {
 }
 
 #[derive(Clone)]
-struct Api {
-    functions: Arc<FunctionService>,
-    config: Arc<ApiConfig>,
+pub(crate) struct Api {
+    pub(crate) functions: Arc<FunctionService>,
+    pub(crate) invoker: Option<Arc<AsyncInvoker>>,
+    pub(crate) config: Arc<ApiConfig>,
 }
 
-/// The whole control-plane router.
-pub fn router(functions: Arc<FunctionService>, config: ApiConfig) -> Router {
-    let api = Api { functions, config: Arc::new(config) };
+/// The whole control-plane router. Without an `invoker`, asynchronous
+/// invocations answer `unavailable`.
+pub fn router(functions: Arc<FunctionService>, invoker: Option<Arc<AsyncInvoker>>, config: ApiConfig) -> Router {
+    let api = Api { functions, invoker, config: Arc::new(config) };
     let v1 = Router::new()
         .route("/v1/functions", get(list))
         .route("/v1/functions/{name}", get(show).delete(remove))
         .route("/v1/functions/{name}/invoke", post(invoke))
+        .route("/v1/functions/{name}/invocations", post(async_routes::submit))
+        .route("/v1/invocations/{id}", get(async_routes::get_invocation))
+        .route("/v1/functions/{name}/dlq", get(async_routes::list_dead))
+        .route("/v1/functions/{name}/dlq/redrive", post(async_routes::redrive))
+        .route("/v1/functions/{name}/dlq/purge", post(async_routes::purge))
         .route("/v1/functions/{name}/logs", get(logs))
         .route("/v1/deploy", post(deploy))
         .route("/v1/openapi.json", get(openapi))
@@ -64,7 +72,7 @@ pub fn router(functions: Arc<FunctionService>, config: ApiConfig) -> Router {
 }
 
 /// A platform error as an API response.
-struct ApiError(PlatformError);
+pub(crate) struct ApiError(pub(crate) PlatformError);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
@@ -78,7 +86,7 @@ impl From<PlatformError> for ApiError {
     }
 }
 
-fn internal(e: impl std::fmt::Display) -> ApiError {
+pub(crate) fn internal(e: impl std::fmt::Display) -> ApiError {
     ApiError(PlatformError::new(ErrorCode::Internal, e.to_string()))
 }
 
@@ -106,16 +114,16 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-fn parse_name(name: &str) -> Result<FunctionName, ApiError> {
+pub(crate) fn parse_name(name: &str) -> Result<FunctionName, ApiError> {
     FunctionName::parse(name).map_err(|e| ApiError(PlatformError::new(ErrorCode::BadRequest, e.to_string())))
 }
 
-fn not_deployed(name: &FunctionName) -> ApiError {
+pub(crate) fn not_deployed(name: &FunctionName) -> ApiError {
     ApiError(PlatformError::new(ErrorCode::NotFound, format!("function {name} is not deployed")))
 }
 
 /// Reads a body up to `limit` bytes; a declared or actual excess is 413.
-async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, ApiError> {
+pub(crate) async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, ApiError> {
     let too_large = || {
         ApiError(PlatformError::new(
             ErrorCode::PayloadTooLarge,
@@ -161,7 +169,7 @@ async fn deploy(State(api): State<Api>, headers: HeaderMap, body: Body) -> Resul
 }
 
 #[derive(Deserialize)]
-struct InvokeQuery {
+pub(crate) struct InvokeQuery {
     method: Option<String>,
     path: Option<String>,
 }
@@ -173,6 +181,7 @@ fn is_control_header(name: &header::HeaderName) -> bool {
         || name == header::CONTENT_LENGTH
         || name == header::CONNECTION
         || name == header::TRANSFER_ENCODING
+        || name == crate::types::IDEMPOTENCY_KEY_HEADER
         || name.as_str().starts_with("x-nimbus-")
 }
 
@@ -187,22 +196,13 @@ async fn invoke(
     let function = api.functions.scheduler().table().get(&name).cloned().ok_or_else(|| not_deployed(&name))?;
     let payload = read_body(&headers, body, api.config.max_body_bytes).await?;
 
-    let method = query.method.as_deref().unwrap_or("POST").to_ascii_uppercase();
-    let method = http::Method::from_bytes(method.as_bytes()).map_err(|_| {
-        ApiError(PlatformError::new(ErrorCode::BadRequest, format!("method={method}: not an HTTP method")))
-    })?;
-    let path = query.path.unwrap_or_else(|| default_path(&function.record.spec));
-    if !path.starts_with('/') {
-        return Err(ApiError(PlatformError::new(ErrorCode::BadRequest, format!("path={path}: must start with '/'"))));
-    }
+    let (method, path, forwarded) = call_target(&query, &headers, &function.record.spec)?;
     let mut request = http::Request::builder()
         .method(method)
         .uri(&path)
         .body(payload)
         .map_err(|e| ApiError(PlatformError::new(ErrorCode::BadRequest, format!("path={path}: {e}"))))?;
-    for (k, v) in headers.iter().filter(|(k, _)| !is_control_header(k)) {
-        request.headers_mut().append(k.clone(), v.clone());
-    }
+    *request.headers_mut() = forwarded;
     request.headers_mut().insert(header::HOST, HeaderValue::from_static("localhost"));
 
     let outcome = api.functions.scheduler().invoke(function, Invocation::new(name, request)).await;
@@ -219,6 +219,32 @@ async fn invoke(
         h.insert(DURATION_HEADER, v);
     }
     Ok(response)
+}
+
+/// The method, path and headers a function sees when called through the
+/// API: from `?method=` (default POST), `?path=` (default its first route)
+/// and the call's own headers, less the control plane's.
+pub(crate) fn call_target(
+    query: &InvokeQuery,
+    headers: &HeaderMap,
+    spec: &nimbus_core::FunctionSpec,
+) -> Result<(http::Method, String, HeaderMap), ApiError> {
+    let method = query.method.as_deref().unwrap_or("POST").to_ascii_uppercase();
+    let method = http::Method::from_bytes(method.as_bytes()).map_err(|_| {
+        ApiError(PlatformError::new(ErrorCode::BadRequest, format!("method={method}: not an HTTP method")))
+    })?;
+    let path = query.path.clone().unwrap_or_else(|| default_path(spec));
+    if !path.starts_with('/') || path.parse::<http::uri::PathAndQuery>().is_err() {
+        return Err(ApiError(PlatformError::new(
+            ErrorCode::BadRequest,
+            format!("path={path}: must be a path starting with '/'"),
+        )));
+    }
+    let mut forwarded = HeaderMap::new();
+    for (k, v) in headers.iter().filter(|(k, _)| !is_control_header(k)) {
+        forwarded.append(k.clone(), v.clone());
+    }
+    Ok((method, path, forwarded))
 }
 
 /// The path an invoke without `path=` uses: the function's first route
@@ -301,6 +327,12 @@ async fn metrics(State(api): State<Api>) -> Response {
     );
     text.push_str("# TYPE nimbus_log_records_dropped_total counter\n");
     text.push_str(&format!("nimbus_log_records_dropped_total {}\n", scheduler.log().dropped()));
+    if let Some(invoker) = &api.invoker {
+        let queue = invoker.queue().clone();
+        if let Ok(Ok(stats)) = tokio::task::spawn_blocking(move || queue.stats()).await {
+            text.push_str(&crate::async_metrics(&stats, &invoker.retries()));
+        }
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response()
 }
 

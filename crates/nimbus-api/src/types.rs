@@ -66,3 +66,68 @@ pub struct ErrorDetail {
 
 /// Headers of `POST /v1/functions/{name}/invoke` answers.
 pub const DURATION_HEADER: &str = "x-nimbus-duration-ms";
+
+/// The answer to an asynchronous invoke (202).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AsyncAccepted {
+    pub id: String,
+    /// `true` when the idempotency key matched an earlier invocation, whose id this is.
+    pub duplicate: bool,
+}
+
+/// One attempt of an asynchronous invocation.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AttemptView {
+    pub request_id: String,
+    pub started_at: String,
+    pub duration_ms: f64,
+    pub status: u16,
+    pub outcome: String,
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+/// An asynchronous invocation, as `GET /v1/invocations/{id}` shows it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct InvocationView {
+    pub id: String,
+    pub function: String,
+    /// queued | running | failed (retry scheduled) | succeeded | dead
+    pub status: String,
+    pub created_at: String,
+    #[serde(default)]
+    pub next_attempt_at: Option<String>,
+    #[serde(default)]
+    pub finished_at: Option<String>,
+    pub attempts: Vec<AttemptView>,
+    /// The request: method, path and body (lossy UTF-8).
+    pub method: String,
+    pub path: String,
+    pub payload: String,
+    #[serde(default)]
+    pub result_status: Option<u16>,
+    #[serde(default)]
+    pub result: Option<String>,
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DeadLetters {
+    pub entries: Vec<InvocationView>,
+}
+
+/// Which dead letters to redrive or purge; all of the function's when empty.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct DeadLetterSelection {
+    #[serde(default)]
+    pub ids: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DeadLetterCount {
+    pub count: usize,
+}
+
+/// The header that makes a repeated asynchronous submit return the same id.
+pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";

@@ -37,6 +37,10 @@ pub struct ServerArgs {
     /// WebAssembly instances alive at once on this node.
     #[arg(long, default_value_t = 1000)]
     pub max_instances: u32,
+    /// Delay before the first retry of a failed asynchronous invocation, in
+    /// ms; it doubles with each retry (with jitter), up to 5 minutes.
+    #[arg(long, default_value_t = 1000)]
+    pub async_retry_base_ms: u64,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -61,7 +65,7 @@ pub enum ClientCommand {
     /// Call a function and print its response body.
     Invoke {
         name: String,
-        /// Request body.
+        /// Request body; `@FILE` reads it from a file.
         #[arg(long, conflicts_with = "data_file")]
         data: Option<String>,
         /// Request body read from a file ('-' for stdin).
@@ -76,9 +80,23 @@ pub enum ClientCommand {
         /// A request header, as NAME:VALUE; repeatable.
         #[arg(long = "header", short = 'H')]
         headers: Vec<String>,
+        /// Queue the invocation and print its id at once; it runs (and is
+        /// retried) in the background. See `nimbus invocation get ID`.
+        #[arg(long = "async")]
+        run_async: bool,
+        /// With --async: a repeated submit with the same key within 24 h
+        /// returns the first one's id and runs once.
+        #[arg(long, requires = "run_async")]
+        idempotency_key: Option<String>,
         #[command(flatten)]
         conn: Connection,
     },
+    /// Asynchronous invocations.
+    #[command(subcommand)]
+    Invocation(InvocationCommand),
+    /// A function's dead-letter queue: asynchronous invocations that failed for good.
+    #[command(subcommand)]
+    Dlq(DlqCommand),
     /// List deployed functions.
     Ls {
         #[command(flatten)]
@@ -99,6 +117,40 @@ pub enum ClientCommand {
     /// Remove a function.
     Rm {
         name: String,
+        #[command(flatten)]
+        conn: Connection,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum InvocationCommand {
+    /// Show an asynchronous invocation: status, attempts, result or error.
+    Get {
+        id: String,
+        #[command(flatten)]
+        conn: Connection,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DlqCommand {
+    /// List the dead-letter queue, with payloads and last errors.
+    Ls {
+        name: String,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Queue dead invocations again (all, or the given ids).
+    Redrive {
+        name: String,
+        ids: Vec<String>,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Delete dead invocations (all, or the given ids).
+    Purge {
+        name: String,
+        ids: Vec<String>,
         #[command(flatten)]
         conn: Connection,
     },

@@ -4,23 +4,40 @@ use std::path::Path;
 use anyhow::Context;
 use bytes::Bytes;
 use http::Method;
-use nimbus_api::types::{DURATION_HEADER, DeployResult, FunctionInfo, FunctionList, LogEntry, LogPage};
+use nimbus_api::types::{
+    AsyncAccepted, DURATION_HEADER, DeadLetterCount, DeadLetterSelection, DeadLetters, DeployResult, FunctionInfo,
+    FunctionList, IDEMPOTENCY_KEY_HEADER, InvocationView, LogEntry, LogPage,
+};
 use nimbus_core::{FunctionName, REQUEST_ID_HEADER};
 
-use crate::args::{ClientCommand, Connection};
+use crate::args::{ClientCommand, Connection, DlqCommand, InvocationCommand};
 use crate::client::ApiClient;
 
 /// Runs a client command; the error is the one-line reason to print.
 pub async fn run_client(command: ClientCommand) -> anyhow::Result<()> {
     match command {
         ClientCommand::Deploy { path, conn } => deploy(&client(&conn)?, &path).await,
-        ClientCommand::Invoke { name, data, data_file, method, path, headers, conn } => {
+        ClientCommand::Invoke { name, data, data_file, method, path, headers, run_async, idempotency_key, conn } => {
             let body = match (data, data_file) {
+                (Some(d), _) if d.starts_with('@') => Some(read_data_file(Path::new(&d[1..]))?),
                 (Some(d), _) => Some(Bytes::from(d)),
                 (None, Some(f)) => Some(read_data_file(&f)?),
                 (None, None) => None,
             };
-            invoke(&client(&conn)?, &name, body, method, path, &headers).await
+            let call = Call { body, method, path, headers };
+            if run_async {
+                invoke_async(&client(&conn)?, &name, call, idempotency_key).await
+            } else {
+                invoke(&client(&conn)?, &name, call).await
+            }
+        }
+        ClientCommand::Invocation(InvocationCommand::Get { id, conn }) => invocation_get(&client(&conn)?, &id).await,
+        ClientCommand::Dlq(DlqCommand::Ls { name, conn }) => dlq_ls(&client(&conn)?, &name).await,
+        ClientCommand::Dlq(DlqCommand::Redrive { name, ids, conn }) => {
+            dlq_change(&client(&conn)?, &name, "redrive", ids).await
+        }
+        ClientCommand::Dlq(DlqCommand::Purge { name, ids, conn }) => {
+            dlq_change(&client(&conn)?, &name, "purge", ids).await
         }
         ClientCommand::Ls { conn } => ls(&client(&conn)?).await,
         ClientCommand::Logs { name, limit, follow, conn } => logs(&client(&conn)?, &name, limit, follow).await,
@@ -73,27 +90,36 @@ async fn deploy(client: &ApiClient, path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn invoke(
-    client: &ApiClient,
-    name: &str,
+/// What `nimbus invoke` sends.
+struct Call {
     body: Option<Bytes>,
     method: Option<String>,
     path: Option<String>,
-    headers: &[String],
-) -> anyhow::Result<()> {
+    headers: Vec<String>,
+}
+
+impl Call {
+    /// The query string and headers of the API call.
+    fn encode(&self) -> anyhow::Result<(String, Vec<(String, String)>)> {
+        let method = self.method.clone().unwrap_or_else(|| if self.body.is_some() { "POST" } else { "GET" }.to_owned());
+        let mut query = format!("?method={}", encode(&method));
+        if let Some(path) = &self.path {
+            query.push_str(&format!("&path={}", encode(path)));
+        }
+        let mut pairs = Vec::new();
+        for h in &self.headers {
+            let (k, v) = h.split_once(':').with_context(|| format!("--header {h:?}: write NAME:VALUE"))?;
+            pairs.push((k.trim().to_owned(), v.trim().to_owned()));
+        }
+        Ok((query, pairs))
+    }
+}
+
+async fn invoke(client: &ApiClient, name: &str, call: Call) -> anyhow::Result<()> {
     let name = checked_name(name)?;
-    let method = method.unwrap_or_else(|| if body.is_some() { "POST" } else { "GET" }.to_owned());
-    let mut query = format!("?method={}", encode(&method));
-    if let Some(path) = &path {
-        query.push_str(&format!("&path={}", encode(path)));
-    }
-    let mut pairs = Vec::new();
-    for h in headers {
-        let (k, v) = h.split_once(':').with_context(|| format!("--header {h:?}: write NAME:VALUE"))?;
-        pairs.push((k.trim().to_owned(), v.trim().to_owned()));
-    }
+    let (query, pairs) = call.encode()?;
     let response = client
-        .request(Method::POST, &format!("/v1/functions/{name}/invoke{query}"), &pairs, body.unwrap_or_default())
+        .request(Method::POST, &format!("/v1/functions/{name}/invoke{query}"), &pairs, call.body.unwrap_or_default())
         .await?;
     if let Some(e) = response.platform_error() {
         let id = e.error.request_id.map(|id| format!(" (request id {id})")).unwrap_or_default();
@@ -111,6 +137,122 @@ async fn invoke(
     if response.status.is_client_error() || response.status.is_server_error() {
         anyhow::bail!("the function answered {}", response.status);
     }
+    Ok(())
+}
+
+async fn invoke_async(
+    client: &ApiClient,
+    name: &str,
+    call: Call,
+    idempotency_key: Option<String>,
+) -> anyhow::Result<()> {
+    let name = checked_name(name)?;
+    let (query, mut pairs) = call.encode()?;
+    if let Some(key) = idempotency_key {
+        pairs.push((IDEMPOTENCY_KEY_HEADER.to_owned(), key));
+    }
+    let accepted: AsyncAccepted = client
+        .request(
+            Method::POST,
+            &format!("/v1/functions/{name}/invocations{query}"),
+            &pairs,
+            call.body.unwrap_or_default(),
+        )
+        .await?
+        .ok()?
+        .json()?;
+    println!("{}", accepted.id);
+    if accepted.duplicate {
+        eprintln!("(an earlier invocation with this idempotency key)");
+    }
+    Ok(())
+}
+
+/// An asynchronous invocation as `nimbus invocation get` prints it.
+pub fn format_invocation(v: &InvocationView) -> String {
+    let mut out = format!(
+        "id:        {}\nfunction:  {}\nstatus:    {}\ncreated:   {}\nrequest:   {} {} ({} bytes)\n",
+        v.id,
+        v.function,
+        v.status,
+        v.created_at,
+        v.method,
+        v.path,
+        v.payload.len()
+    );
+    if let Some(t) = &v.next_attempt_at {
+        out.push_str(&format!("next:      {t}\n"));
+    }
+    if let Some(t) = &v.finished_at {
+        out.push_str(&format!("finished:  {t}\n"));
+    }
+    out.push_str(&format!("attempts:  {}\n", v.attempts.len()));
+    for (i, a) in v.attempts.iter().enumerate() {
+        out.push_str(&format!(
+            "  {}. {}  {} {}  {:.3} ms  {}{}\n",
+            i + 1,
+            a.started_at,
+            a.status,
+            a.outcome,
+            a.duration_ms,
+            a.request_id,
+            a.error.as_ref().map(|e| format!("  {e}")).unwrap_or_default()
+        ));
+    }
+    if let Some(status) = v.result_status {
+        out.push_str(&format!("result:    {status} {}\n", v.result.as_deref().unwrap_or_default()));
+    }
+    if let Some(e) = &v.error {
+        out.push_str(&format!("error:     {e}\n"));
+    }
+    out
+}
+
+async fn invocation_get(client: &ApiClient, id: &str) -> anyhow::Result<()> {
+    let v: InvocationView = client
+        .request(Method::GET, &format!("/v1/invocations/{}", encode(id)), &[], Bytes::new())
+        .await?
+        .ok()?
+        .json()?;
+    print!("{}", format_invocation(&v));
+    Ok(())
+}
+
+async fn dlq_ls(client: &ApiClient, name: &str) -> anyhow::Result<()> {
+    let name = checked_name(name)?;
+    let dead: DeadLetters =
+        client.request(Method::GET, &format!("/v1/functions/{name}/dlq"), &[], Bytes::new()).await?.ok()?.json()?;
+    if dead.entries.is_empty() {
+        println!("the dead-letter queue of {name} is empty");
+    }
+    for v in &dead.entries {
+        println!(
+            "{}  {}  attempts: {}  error: {}",
+            v.id,
+            v.finished_at.as_deref().unwrap_or("-"),
+            v.attempts.len(),
+            v.error.as_deref().unwrap_or("-")
+        );
+        println!("  payload: {}", v.payload);
+    }
+    Ok(())
+}
+
+async fn dlq_change(client: &ApiClient, name: &str, action: &str, ids: Vec<String>) -> anyhow::Result<()> {
+    let name = checked_name(name)?;
+    let body = serde_json::to_vec(&DeadLetterSelection { ids })?;
+    let done: DeadLetterCount = client
+        .request(
+            Method::POST,
+            &format!("/v1/functions/{name}/dlq/{action}"),
+            &[("content-type".into(), "application/json".into())],
+            Bytes::from(body),
+        )
+        .await?
+        .ok()?
+        .json()?;
+    let verb = if action == "redrive" { "redrove" } else { "purged" };
+    println!("{verb} {} invocations of {name}", done.count);
     Ok(())
 }
 

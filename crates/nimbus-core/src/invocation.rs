@@ -13,6 +13,9 @@ pub struct Invocation {
     pub request: http::Request<Bytes>,
     /// When the platform received the invocation; the deadline counts from here.
     pub received_at: Instant,
+    /// Context shown first in the invocation's log entry, e.g. which
+    /// asynchronous invocation and attempt this is.
+    pub note: Option<String>,
 }
 
 impl Invocation {
@@ -23,7 +26,7 @@ impl Invocation {
     /// For triggers that assigned the id already (e.g. to answer errors
     /// found before the invocation existed).
     pub fn with_request_id(function: FunctionName, request_id: RequestId, request: http::Request<Bytes>) -> Self {
-        Self { function, request_id, request, received_at: Instant::now() }
+        Self { function, request_id, request, received_at: Instant::now(), note: None }
     }
 }
 

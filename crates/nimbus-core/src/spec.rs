@@ -16,6 +16,61 @@ pub struct FunctionSpec {
     /// Environment variables the guest sees; nothing else is in its environment.
     pub env: BTreeMap<String, String>,
     pub routes: Vec<HttpRoute>,
+    /// How asynchronous invocations of this function are retried and where
+    /// their results go.
+    #[serde(default, rename = "async")]
+    pub async_config: AsyncConfig,
+}
+
+/// The `[async]` section of a manifest.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AsyncConfig {
+    /// Retries after the first attempt fails.
+    pub max_retries: u32,
+    /// Older invocations go to the dead-letter queue without running.
+    pub max_event_age_s: u64,
+    pub on_success: Option<Destination>,
+    pub on_failure: Option<Destination>,
+}
+
+impl AsyncConfig {
+    pub const MAX_RETRIES_RANGE: std::ops::RangeInclusive<u32> = 0..=10;
+    pub const MAX_EVENT_AGE_S_RANGE: std::ops::RangeInclusive<u64> = 1..=21_600;
+}
+
+impl Default for AsyncConfig {
+    fn default() -> Self {
+        Self { max_retries: 2, max_event_age_s: 21_600, on_success: None, on_failure: None }
+    }
+}
+
+/// Where the record of a finished asynchronous invocation is sent.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "name", rename_all = "snake_case")]
+pub enum Destination {
+    /// Invoke this function asynchronously with the record as its body.
+    Function(FunctionName),
+}
+
+impl Destination {
+    /// Parses `function:NAME`.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        match s.split_once(':') {
+            Some(("function", name)) => FunctionName::parse(name).map(Self::Function).map_err(|e| e.to_string()),
+            Some(("queue", _)) => Err(format!(
+                "{s:?}: queue destinations are not available yet (they arrive with built-in queues); use \"function:NAME\""
+            )),
+            _ => Err(format!("{s:?}: write \"function:NAME\"")),
+        }
+    }
+}
+
+impl std::fmt::Display for Destination {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Function(name) => write!(f, "function:{name}"),
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -10,7 +10,7 @@ use std::fmt;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
-use nimbus_core::{FunctionName, FunctionSpec, HttpRoute, Limits, RoutePattern, Runtime};
+use nimbus_core::{AsyncConfig, Destination, FunctionName, FunctionSpec, HttpRoute, Limits, RoutePattern, Runtime};
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -59,6 +59,17 @@ struct RawManifest {
     env: Option<Spanned<BTreeMap<String, String>>>,
     #[serde(default)]
     http: Vec<Spanned<RawHttp>>,
+    #[serde(rename = "async")]
+    async_section: Option<RawAsync>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAsync {
+    max_retries: Option<Spanned<i64>>,
+    max_event_age_s: Option<Spanned<i64>>,
+    on_success: Option<Spanned<String>>,
+    on_failure: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -250,7 +261,40 @@ fn resolve(raw: RawManifest, c: &mut Checker<'_>) -> Option<FunctionSpec> {
         routes.push(HttpRoute { route, methods });
     }
 
-    Some(FunctionSpec { name: name?, runtime: runtime?, limits, env: env.unwrap_or_default(), routes })
+    let async_config = raw.async_section.map(|a| resolve_async(a, c)).unwrap_or_default();
+    Some(FunctionSpec { name: name?, runtime: runtime?, limits, env: env.unwrap_or_default(), routes, async_config })
+}
+
+fn resolve_async(raw: RawAsync, c: &mut Checker<'_>) -> AsyncConfig {
+    let defaults = AsyncConfig::default();
+    let mut destination = |key: &str, value: Option<Spanned<String>>| {
+        let value = value?;
+        match Destination::parse(value.get_ref()) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                c.problem(Some(value.span()), format!("async.{key} = {e}"));
+                None
+            }
+        }
+    };
+    let on_success = destination("on_success", raw.on_success);
+    let on_failure = destination("on_failure", raw.on_failure);
+    AsyncConfig {
+        max_retries: c.ranged(
+            "async.max_retries",
+            &raw.max_retries,
+            bounds(AsyncConfig::MAX_RETRIES_RANGE),
+            defaults.max_retries,
+        ),
+        max_event_age_s: c.ranged(
+            "async.max_event_age_s",
+            &raw.max_event_age_s,
+            bounds(AsyncConfig::MAX_EVENT_AGE_S_RANGE),
+            defaults.max_event_age_s,
+        ),
+        on_success,
+        on_failure,
+    }
 }
 
 /// Resolves `nimbus deploy DIR_OR_MANIFEST` to the manifest path and the

@@ -116,3 +116,24 @@ fn wrong_types_and_escaping_paths_are_rejected() {
     );
     assert!(err("name = \"a\"\nruntime = \"wasm\"\ncomponent = \"a.wasm\"\n[[http]]\nroute = \"/a\"\n[[http]]\nroute = \"/a\"\n").contains("listed twice"));
 }
+
+#[test]
+fn async_section_resolves_and_is_checked() {
+    let base = "name = \"a\"\nruntime = \"wasm\"\ncomponent = \"a.wasm\"\n";
+    let spec = parse(
+        &format!("{base}[async]\nmax_retries = 5\nmax_event_age_s = 60\non_failure = \"function:audit\"\n"),
+        "nimbus.toml",
+    )
+    .unwrap();
+    assert_eq!(spec.async_config.max_retries, 5);
+    assert_eq!(spec.async_config.max_event_age_s, 60);
+    assert_eq!(spec.async_config.on_failure, Some(Destination::Function(FunctionName::parse("audit").unwrap())));
+    assert_eq!(spec.async_config.on_success, None);
+    assert_eq!(parse(base, "nimbus.toml").unwrap().async_config, AsyncConfig::default());
+    assert_eq!(
+        err(&format!("{base}[async]\nmax_retries = 11\n")),
+        "nimbus.toml:5: async.max_retries = 11: must be between 0 and 10"
+    );
+    assert!(err(&format!("{base}[async]\non_success = \"lambda:x\"\n")).contains("write \"function:NAME\""));
+    assert!(err(&format!("{base}[async]\nretries = 1\n")).contains("unknown field `retries`"));
+}

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use nimbus_api::{ApiConfig, FunctionService};
+use nimbus_events::{AsyncInvoker, RetryPolicy};
 use nimbus_gateway::{Gateway, GatewayConfig};
 use nimbus_scheduler::Scheduler;
 use nimbus_store::Store;
@@ -33,6 +34,8 @@ pub struct NodeConfig {
     pub log_retention: u32,
     /// How long shutdown waits for requests in flight.
     pub drain: Duration,
+    /// Delay before the first retry of a failed asynchronous invocation.
+    pub async_retry_base: Duration,
 }
 
 impl Default for NodeConfig {
@@ -46,6 +49,7 @@ impl Default for NodeConfig {
             max_instances: 1000,
             log_retention: 1000,
             drain: Duration::from_secs(10),
+            async_retry_base: RetryPolicy::default().base,
         }
     }
 }
@@ -93,6 +97,8 @@ pub async fn run(config: NodeConfig, shutdown: CancellationToken) -> anyhow::Res
     let scheduler = Arc::new(Scheduler::new(wasm, metrics, log.clone()));
     let functions = FunctionService::new(store.clone(), scheduler.clone());
     let restored = functions.restore()?;
+    let retry = RetryPolicy { base: config.async_retry_base, ..RetryPolicy::default() };
+    let invoker = AsyncInvoker::new(store.async_queue()?, scheduler.clone(), retry);
 
     let gateway_addr = gateway_listener.local_addr()?;
     let api_addr = api_listener.local_addr()?;
@@ -108,7 +114,8 @@ pub async fn run(config: NodeConfig, shutdown: CancellationToken) -> anyhow::Res
     let gateway_task = tokio::spawn(gateway.serve(gateway_listener, shutdown.clone(), config.drain));
     let api_config =
         ApiConfig { token: config.token.clone(), max_body_bytes: config.max_body_bytes, ..ApiConfig::default() };
-    let router = nimbus_api::router(functions, api_config);
+    let router = nimbus_api::router(functions, Some(invoker.clone()), api_config);
+    let dispatcher = tokio::spawn(invoker.run(shutdown.clone()));
     let api_shutdown = shutdown.clone();
     let api_task = tokio::spawn(async move {
         axum::serve(api_listener, router).with_graceful_shutdown(api_shutdown.cancelled_owned()).await
@@ -117,6 +124,7 @@ pub async fn run(config: NodeConfig, shutdown: CancellationToken) -> anyhow::Res
     shutdown.cancelled().await;
     tracing::info!("shutting down: finishing requests in flight");
     let _ = gateway_task.await;
+    let _ = dispatcher.await;
     match tokio::time::timeout(config.drain, api_task).await {
         Ok(Ok(Err(e))) => tracing::warn!("control API: {e}"),
         Err(_) => tracing::warn!("control API requests still open after {:?}", config.drain),

@@ -106,23 +106,54 @@ impl Scheduler {
         removed
     }
 
-    /// Runs one invocation of `function`: admission, the guest, metrics, log.
-    pub async fn invoke(&self, function: Arc<DeployedFunction>, mut invocation: Invocation) -> Outcome {
-        let request_id = invocation.request_id.clone();
-        let Ok(_permit) = function.admission.clone().try_acquire_owned() else {
-            function.metrics.rejected(ErrorCode::Throttled);
-            let max = function.record.spec.limits.max_concurrency;
-            let error = PlatformError::new(
-                ErrorCode::Throttled,
-                format!(
-                    "function {} is already running {max} invocations (its max_concurrency); retry shortly",
-                    function.name()
-                ),
-            );
-            self.record(&function, &request_id, &Err(error.clone()), Duration::ZERO, &Default::default());
-            return Outcome { request_id, result: Err(error), duration: Duration::ZERO, output: Default::default() };
-        };
+    /// Runs one invocation of `function` if it has a free slot under its
+    /// `max_concurrency`; otherwise answers `throttled` at once.
+    pub async fn invoke(&self, function: Arc<DeployedFunction>, invocation: Invocation) -> Outcome {
+        match function.admission.clone().try_acquire_owned() {
+            Ok(permit) => self.run_admitted(function, invocation, permit).await,
+            Err(_) => {
+                function.metrics.rejected(ErrorCode::Throttled);
+                let max = function.record.spec.limits.max_concurrency;
+                let error = PlatformError::new(
+                    ErrorCode::Throttled,
+                    format!(
+                        "function {} is already running {max} invocations (its max_concurrency); retry shortly",
+                        function.name()
+                    ),
+                );
+                let request_id = invocation.request_id;
+                self.record(
+                    &function,
+                    &request_id,
+                    invocation.note.as_deref(),
+                    &Err(error.clone()),
+                    Duration::ZERO,
+                    &Default::default(),
+                );
+                Outcome { request_id, result: Err(error), duration: Duration::ZERO, output: Default::default() }
+            }
+        }
+    }
 
+    /// Runs one invocation once `function` has a free slot, waiting for one:
+    /// for queued work, which must never exceed `max_concurrency` nor fail
+    /// for want of a slot. The deadline counts from admission.
+    pub async fn invoke_when_admitted(&self, function: Arc<DeployedFunction>, mut invocation: Invocation) -> Outcome {
+        let permit = match function.admission.clone().acquire_owned().await {
+            Ok(permit) => permit,
+            Err(_) => return self.invoke(function, invocation).await,
+        };
+        invocation.received_at = Instant::now();
+        self.run_admitted(function, invocation, permit).await
+    }
+
+    async fn run_admitted(
+        &self,
+        function: Arc<DeployedFunction>,
+        mut invocation: Invocation,
+        _permit: tokio::sync::OwnedSemaphorePermit,
+    ) -> Outcome {
+        let request_id = invocation.request_id.clone();
         if let Ok(value) = http::HeaderValue::from_str(request_id.as_str()) {
             invocation.request.headers_mut().insert(REQUEST_ID_HEADER, value);
         }
@@ -145,7 +176,7 @@ impl Scheduler {
         }
         let result = report.result.map_err(PlatformError::from);
         function.metrics.finished(result.as_ref().err().map(|e| e.code), duration);
-        self.record(&function, &request_id, &result, duration, &report.output);
+        self.record(&function, &request_id, invocation.note.as_deref(), &result, duration, &report.output);
         Outcome { request_id, result, duration, output: report.output }
     }
 
@@ -153,6 +184,7 @@ impl Scheduler {
         &self,
         function: &DeployedFunction,
         request_id: &RequestId,
+        note: Option<&str>,
         result: &Result<http::Response<Bytes>, PlatformError>,
         duration: Duration,
         output: &nimbus_core::CapturedOutput,
@@ -161,7 +193,8 @@ impl Scheduler {
             Ok(response) => (response.status().as_u16(), nimbus_telemetry::OUTCOME_OK.to_owned()),
             Err(e) => (e.code.status().as_u16(), e.code.as_str().to_owned()),
         };
-        let mut text = output.display();
+        let mut text = note.map(|n| format!("[nimbus: {n}]\n")).unwrap_or_default();
+        text.push_str(&output.display());
         if let Err(e) = result {
             text.push_str(&format!("[nimbus: {}: {}]\n", e.code, e.message));
         }

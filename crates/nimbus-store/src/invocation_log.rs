@@ -183,7 +183,7 @@ fn write_loop(
 }
 
 fn insert_batch(conn: &mut Connection, batch: &[Box<InvocationRecord>]) -> rusqlite::Result<i64> {
-    let tx = conn.transaction()?;
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     {
         let mut stmt = tx.prepare_cached(
             "INSERT INTO invocations (function, request_id, started_at_ms, status, outcome, duration_us, output, output_truncated_bytes)

@@ -5,6 +5,7 @@
 //! It stores and returns plain records; it does not compile, run or route.
 
 mod artifacts;
+mod async_queue;
 mod invocation_log;
 mod registry;
 mod time;
@@ -15,6 +16,9 @@ use std::sync::Mutex;
 use rusqlite::Connection;
 
 pub use artifacts::Artifacts;
+pub use async_queue::{
+    Accepted, AsyncQueue, AsyncRecord, AsyncStatus, Attempt, IDEMPOTENCY_WINDOW_MS, QueueStats, StoredRequest,
+};
 pub use invocation_log::{InvocationLog, InvocationRecord, LogQuery};
 pub use registry::FunctionRecord;
 pub use time::{format_rfc3339, now_ms};
@@ -86,6 +90,7 @@ impl Store {
             .map_err(StoreError::io(format!("cannot create data directory {}", dir.display())))?;
         let conn = open_connection(&dir.join("nimbus.db"))?;
         conn.execute_batch(SCHEMA)?;
+        conn.execute_batch(async_queue::SCHEMA)?;
         let artifacts = Artifacts::open(dir)?;
         Ok(Self { dir: dir.to_path_buf(), db: Mutex::new(conn), artifacts })
     }
@@ -101,6 +106,11 @@ impl Store {
     /// Starts the background writer of invocation records.
     pub fn invocation_log(&self, retain_per_function: u32) -> Result<InvocationLog> {
         InvocationLog::start(&self.dir.join("nimbus.db"), retain_per_function)
+    }
+
+    /// Opens the durable queue of asynchronous invocations (one per node).
+    pub fn async_queue(&self) -> Result<std::sync::Arc<AsyncQueue>> {
+        AsyncQueue::open(&self.dir.join("nimbus.db"))
     }
 
     fn db(&self) -> std::sync::MutexGuard<'_, Connection> {

@@ -22,7 +22,7 @@ impl Store {
             .map_err(|e| StoreError::Corrupt { name: spec.name.to_string(), reason: e.to_string() })?;
         let deployed_at_ms = now_ms();
         let mut db = self.db();
-        let tx = db.transaction()?;
+        let tx = db.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let last: Option<i64> = tx
             .query_row("SELECT last_version FROM function_versions WHERE name = ?1", [spec.name.as_str()], |r| r.get(0))
             .optional()?;
@@ -88,6 +88,7 @@ mod tests {
             limits: Limits::default(),
             env: Default::default(),
             routes: vec![],
+            async_config: Default::default(),
         }
     }
 

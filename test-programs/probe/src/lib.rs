@@ -15,6 +15,7 @@
 //! | `/big?bytes=N`  | answers N bytes of 'x'                                |
 //! | `/files`        | tries to list `/` and answers what happened           |
 //! | `/noresponse`   | returns without setting a response                    |
+//! | `/flaky`        | answers 500 unless the env has FIXED=1, then 200      |
 //! | `/fetch`        | tries an outbound HTTP request, answers what happened |
 //! | `/connect`      | tries a TCP connection, answers what happened         |
 //! | anything else   | echoes method, path, headers and body as text         |
@@ -164,6 +165,10 @@ impl wasip2::exports::http::incoming_handler::Guest for Probe {
             }
             "/noresponse" => {}
             "/fetch" => respond(out, 200, fetch().as_bytes()),
+            "/flaky" => match std::env::var("FIXED").as_deref() {
+                Ok("1") => respond(out, 200, b"fixed"),
+                _ => respond(out, 500, b"still broken"),
+            },
             "/connect" => {
                 let text = match std::net::TcpStream::connect("127.0.0.1:9") {
                     Ok(_) => "connected".to_string(),

@@ -1,0 +1,153 @@
+//! Control API for asynchronous invocations and dead-letter queues.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use nimbus_core::{ErrorCode, PlatformError};
+use nimbus_events::AsyncInvoker;
+use nimbus_store::{AsyncRecord, StoredRequest, format_rfc3339};
+use serde::Deserialize;
+
+use crate::routes::{Api, ApiError, InvokeQuery, call_target, internal, not_deployed, parse_name, read_body};
+use crate::types::{
+    AsyncAccepted, AttemptView, DeadLetterCount, DeadLetterSelection, DeadLetters, IDEMPOTENCY_KEY_HEADER,
+    InvocationView,
+};
+
+fn invoker(api: &Api) -> Result<&Arc<AsyncInvoker>, ApiError> {
+    api.invoker
+        .as_ref()
+        .ok_or_else(|| ApiError(PlatformError::new(ErrorCode::Unavailable, "asynchronous invocations are off")))
+}
+
+pub(crate) fn view(r: AsyncRecord) -> InvocationView {
+    InvocationView {
+        id: r.id,
+        function: r.function,
+        status: r.status.as_str().to_owned(),
+        created_at: format_rfc3339(r.created_at_ms),
+        next_attempt_at: matches!(r.status, nimbus_store::AsyncStatus::Queued | nimbus_store::AsyncStatus::Failed)
+            .then(|| format_rfc3339(r.next_attempt_at_ms)),
+        finished_at: r.finished_at_ms.map(format_rfc3339),
+        attempts: r
+            .attempts
+            .into_iter()
+            .map(|a| AttemptView {
+                request_id: a.request_id,
+                started_at: format_rfc3339(a.started_at_ms),
+                duration_ms: a.duration_ms,
+                status: a.status,
+                outcome: a.outcome,
+                error: a.error,
+            })
+            .collect(),
+        method: r.request.method,
+        path: r.request.path,
+        payload: String::from_utf8_lossy(&r.request.body).into_owned(),
+        result_status: r.result_status,
+        result: r.result_body.map(|b| String::from_utf8_lossy(&b).into_owned()),
+        error: r.last_error,
+    }
+}
+
+/// `POST /v1/functions/{name}/invocations`: 202 once the invocation is on disk.
+pub(crate) async fn submit(
+    State(api): State<Api>,
+    Path(name): Path<String>,
+    Query(query): Query<InvokeQuery>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let invoker = invoker(&api)?;
+    let name = parse_name(&name)?;
+    let function = api.functions.scheduler().table().get(&name).cloned().ok_or_else(|| not_deployed(&name))?;
+    let payload = read_body(&headers, body, api.config.max_body_bytes).await?;
+    let (method, path, forwarded) = call_target(&query, &headers, &function.record.spec)?;
+    let key = headers.get(IDEMPOTENCY_KEY_HEADER).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    if key.as_ref().is_some_and(|k| k.is_empty() || k.len() > 256) {
+        return Err(ApiError(PlatformError::new(ErrorCode::BadRequest, "Idempotency-Key must be 1 to 256 characters")));
+    }
+    let request = StoredRequest {
+        method: method.to_string(),
+        path,
+        headers: forwarded
+            .iter()
+            .filter_map(|(k, v)| v.to_str().ok().map(|v| (k.as_str().to_owned(), v.to_owned())))
+            .collect(),
+        body: payload.to_vec(),
+    };
+    let accepted = invoker.submit(&name, request, key).await.map_err(internal)?;
+    let mut response =
+        (StatusCode::ACCEPTED, axum::Json(AsyncAccepted { id: accepted.id.clone(), duplicate: accepted.duplicate }))
+            .into_response();
+    if let Ok(location) = HeaderValue::from_str(&format!("/v1/invocations/{}", accepted.id)) {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    Ok(response)
+}
+
+pub(crate) async fn get_invocation(State(api): State<Api>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let queue = invoker(&api)?.queue().clone();
+    let lookup = id.clone();
+    let record = tokio::task::spawn_blocking(move || queue.get(&lookup)).await.map_err(internal)?.map_err(internal)?;
+    match record {
+        Some(r) => Ok(axum::Json(view(r)).into_response()),
+        None => Err(ApiError(PlatformError::new(ErrorCode::NotFound, format!("no asynchronous invocation {id}")))),
+    }
+}
+
+#[derive(Deserialize)]
+pub(crate) struct DlqQuery {
+    limit: Option<u32>,
+}
+
+pub(crate) async fn list_dead(
+    State(api): State<Api>,
+    Path(name): Path<String>,
+    Query(q): Query<DlqQuery>,
+) -> Result<Response, ApiError> {
+    let queue = invoker(&api)?.queue().clone();
+    let name = parse_name(&name)?.to_string();
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let records = tokio::task::spawn_blocking(move || queue.dead_letters(&name, limit))
+        .await
+        .map_err(internal)?
+        .map_err(internal)?;
+    Ok(axum::Json(DeadLetters { entries: records.into_iter().map(view).collect() }).into_response())
+}
+
+async fn selection(body: Body) -> Result<DeadLetterSelection, ApiError> {
+    let bytes = read_body(&HeaderMap::new(), body, 1024 * 1024).await?;
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(DeadLetterSelection::default());
+    }
+    serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError(PlatformError::new(ErrorCode::BadRequest, format!("expected {{\"ids\": [...]}}: {e}"))))
+}
+
+pub(crate) async fn redrive(
+    State(api): State<Api>,
+    Path(name): Path<String>,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let invoker = invoker(&api)?.clone();
+    let name = parse_name(&name)?.to_string();
+    let ids = selection(body).await?.ids;
+    let queue = invoker.queue().clone();
+    let count =
+        tokio::task::spawn_blocking(move || queue.redrive(&name, &ids)).await.map_err(internal)?.map_err(internal)?;
+    invoker.nudge();
+    Ok(axum::Json(DeadLetterCount { count }).into_response())
+}
+
+pub(crate) async fn purge(State(api): State<Api>, Path(name): Path<String>, body: Body) -> Result<Response, ApiError> {
+    let queue = invoker(&api)?.queue().clone();
+    let name = parse_name(&name)?.to_string();
+    let ids = selection(body).await?.ids;
+    let count =
+        tokio::task::spawn_blocking(move || queue.purge(&name, &ids)).await.map_err(internal)?.map_err(internal)?;
+    Ok(axum::Json(DeadLetterCount { count }).into_response())
+}
