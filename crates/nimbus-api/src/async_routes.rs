@@ -14,7 +14,7 @@ use serde::Deserialize;
 use crate::routes::{Api, ApiError, InvokeQuery, call_target, internal, not_deployed, parse_name, read_body};
 use crate::types::{
     AsyncAccepted, AttemptView, DeadLetterCount, DeadLetterSelection, DeadLetters, IDEMPOTENCY_KEY_HEADER,
-    InvocationView,
+    InvocationList, InvocationView,
 };
 
 fn invoker(api: &Api) -> Result<&Arc<AsyncInvoker>, ApiError> {
@@ -102,6 +102,20 @@ pub(crate) async fn get_invocation(State(api): State<Api>, Path(id): Path<String
 #[derive(Deserialize)]
 pub(crate) struct DlqQuery {
     limit: Option<u32>,
+}
+
+/// `GET /v1/functions/{name}/invocations`: the newest asynchronous invocations.
+pub(crate) async fn list(
+    State(api): State<Api>,
+    Path(name): Path<String>,
+    Query(q): Query<DlqQuery>,
+) -> Result<Response, ApiError> {
+    let queue = invoker(&api)?.queue().clone();
+    let name = parse_name(&name)?.to_string();
+    let limit = q.limit.unwrap_or(20).clamp(1, 1000);
+    let records =
+        tokio::task::spawn_blocking(move || queue.recent(&name, limit)).await.map_err(internal)?.map_err(internal)?;
+    Ok(axum::Json(InvocationList { invocations: records.into_iter().map(view).collect() }).into_response())
 }
 
 pub(crate) async fn list_dead(

@@ -190,5 +190,6 @@ pub(crate) fn info(f: &DeployedFunction) -> FunctionInfo {
         component_sha256: r.component_sha256.clone(),
         limits: r.spec.limits,
         in_flight: f.in_flight(),
+        next_run: r.spec.schedules.iter().filter_map(nimbus_events::next_fire_ms).min().map(format_rfc3339),
     }
 }

@@ -51,7 +51,7 @@ pub fn router(functions: Arc<FunctionService>, invoker: Option<Arc<AsyncInvoker>
         .route("/v1/functions", get(list))
         .route("/v1/functions/{name}", get(show).delete(remove))
         .route("/v1/functions/{name}/invoke", post(invoke))
-        .route("/v1/functions/{name}/invocations", post(async_routes::submit))
+        .route("/v1/functions/{name}/invocations", post(async_routes::submit).get(async_routes::list))
         .route("/v1/invocations/{id}", get(async_routes::get_invocation))
         .route("/v1/functions/{name}/dlq", get(async_routes::list_dead))
         .route("/v1/functions/{name}/dlq/redrive", post(async_routes::redrive))

@@ -15,6 +15,9 @@ pub struct FunctionInfo {
     pub component_sha256: String,
     pub limits: Limits,
     pub in_flight: i64,
+    /// The next time one of its schedules fires.
+    #[serde(default)]
+    pub next_run: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -110,6 +113,12 @@ pub struct InvocationView {
     pub result: Option<String>,
     #[serde(default)]
     pub error: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct InvocationList {
+    /// Newest first.
+    pub invocations: Vec<InvocationView>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -130,6 +130,14 @@ pub enum InvocationCommand {
         #[command(flatten)]
         conn: Connection,
     },
+    /// List a function's recent asynchronous invocations, newest first.
+    Ls {
+        name: String,
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+        #[command(flatten)]
+        conn: Connection,
+    },
 }
 
 #[derive(Subcommand, Debug)]

@@ -6,7 +6,7 @@ use bytes::Bytes;
 use http::Method;
 use nimbus_api::types::{
     AsyncAccepted, DURATION_HEADER, DeadLetterCount, DeadLetterSelection, DeadLetters, DeployResult, FunctionInfo,
-    FunctionList, IDEMPOTENCY_KEY_HEADER, InvocationView, LogEntry, LogPage,
+    FunctionList, IDEMPOTENCY_KEY_HEADER, InvocationList, InvocationView, LogEntry, LogPage,
 };
 use nimbus_core::{FunctionName, REQUEST_ID_HEADER};
 
@@ -32,6 +32,9 @@ pub async fn run_client(command: ClientCommand) -> anyhow::Result<()> {
             }
         }
         ClientCommand::Invocation(InvocationCommand::Get { id, conn }) => invocation_get(&client(&conn)?, &id).await,
+        ClientCommand::Invocation(InvocationCommand::Ls { name, limit, conn }) => {
+            invocation_ls(&client(&conn)?, &name, limit).await
+        }
         ClientCommand::Dlq(DlqCommand::Ls { name, conn }) => dlq_ls(&client(&conn)?, &name).await,
         ClientCommand::Dlq(DlqCommand::Redrive { name, ids, conn }) => {
             dlq_change(&client(&conn)?, &name, "redrive", ids).await
@@ -218,6 +221,19 @@ async fn invocation_get(client: &ApiClient, id: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+async fn invocation_ls(client: &ApiClient, name: &str, limit: u32) -> anyhow::Result<()> {
+    let name = checked_name(name)?;
+    let list: InvocationList = client
+        .request(Method::GET, &format!("/v1/functions/{name}/invocations?limit={limit}"), &[], Bytes::new())
+        .await?
+        .ok()?
+        .json()?;
+    for v in &list.invocations {
+        println!("{}  {}  {:<9}  attempts: {}", v.id, v.created_at, v.status, v.attempts.len());
+    }
+    Ok(())
+}
+
 async fn dlq_ls(client: &ApiClient, name: &str) -> anyhow::Result<()> {
     let name = checked_name(name)?;
     let dead: DeadLetters =
@@ -276,12 +292,13 @@ async fn ls(client: &ApiClient) -> anyhow::Result<()> {
 
 /// The `nimbus ls` table.
 pub fn format_table(functions: &[FunctionInfo]) -> String {
-    let headers = ["NAME", "RUNTIME", "ROUTES", "VERSION", "DEPLOYED"];
-    let rows: Vec<[String; 5]> = functions
+    let headers = ["NAME", "RUNTIME", "ROUTES", "VERSION", "DEPLOYED", "NEXT RUN"];
+    let rows: Vec<[String; 6]> = functions
         .iter()
         .map(|f| {
             let routes = if f.routes.is_empty() { "-".to_owned() } else { f.routes.join(" ") };
-            [f.name.clone(), f.runtime.clone(), routes, f.version.to_string(), f.deployed_at.clone()]
+            let next = f.next_run.clone().unwrap_or_else(|| "-".to_owned());
+            [f.name.clone(), f.runtime.clone(), routes, f.version.to_string(), f.deployed_at.clone(), next]
         })
         .collect();
     let mut widths = headers.map(str::len);
@@ -291,14 +308,14 @@ pub fn format_table(functions: &[FunctionInfo]) -> String {
         }
     }
     let mut out = String::new();
-    let mut line = |cells: [&str; 5]| {
+    let mut line = |cells: [&str; 6]| {
         let text: Vec<String> = cells.iter().zip(widths).map(|(c, w)| format!("{c:<w$}")).collect();
         out.push_str(text.join("  ").trim_end());
         out.push('\n');
     };
     line(headers);
     for row in &rows {
-        line([&row[0], &row[1], &row[2], &row[3], &row[4]]);
+        line([&row[0], &row[1], &row[2], &row[3], &row[4], &row[5]]);
     }
     out
 }
@@ -365,13 +382,14 @@ mod tests {
             component_sha256: "ab".into(),
             limits: Limits::default(),
             in_flight: 0,
+            next_run: None,
         };
         let table = format_table(&[f("hello", vec!["GET,POST /hello"], 3), f("api-backend", vec![], 12)]);
         assert_eq!(
             table,
-            "NAME         RUNTIME  ROUTES           VERSION  DEPLOYED\n\
-             hello        wasm     GET,POST /hello  3        2026-11-22T15:04:05.123Z\n\
-             api-backend  wasm     -                12       2026-11-22T15:04:05.123Z\n"
+            "NAME         RUNTIME  ROUTES           VERSION  DEPLOYED                  NEXT RUN\n\
+             hello        wasm     GET,POST /hello  3        2026-11-22T15:04:05.123Z  -\n\
+             api-backend  wasm     -                12       2026-11-22T15:04:05.123Z  -\n"
         );
     }
 

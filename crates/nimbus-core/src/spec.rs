@@ -20,6 +20,20 @@ pub struct FunctionSpec {
     /// their results go.
     #[serde(default, rename = "async")]
     pub async_config: AsyncConfig,
+    /// Cron schedules that invoke the function asynchronously.
+    #[serde(default)]
+    pub schedules: Vec<ScheduleSpec>,
+}
+
+/// One `[[schedule]]`: when, in which time zone, with which body.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScheduleSpec {
+    /// Six fields with seconds (`0 */5 * * * *`) or standard five.
+    pub cron: String,
+    /// IANA time zone name.
+    pub timezone: String,
+    /// The body each invocation gets; default: a scheduled-event JSON.
+    pub payload: Option<String>,
 }
 
 /// The `[async]` section of a manifest.

@@ -4,14 +4,15 @@
 //! - [`AsyncInvoker`]: asynchronous invocations, accepted durably, run by a
 //!   dispatcher within each function's `max_concurrency`, retried with
 //!   backoff, dead-lettered, and reported to destinations.
-//! - [`CronSchedule`]: a cron expression in a time zone that computes its
-//!   next fire time (the engine of `[[schedule]]`, not yet wired to fire).
+//! - [`ScheduleRunner`]: fires each `[[schedule]]` as an asynchronous
+//!   invocation, once per tick, across restarts.
 //!
 //! It knows nothing of wasmtime or HTTP servers: it hands invocations to the
 //! scheduler and keeps its state in the store.
 
 mod async_invoke;
-pub mod cron;
+mod schedules;
 
 pub use async_invoke::{AsyncInvoker, RetryPolicy, SubmitResult};
-pub use cron::{CronError, CronSchedule};
+pub use nimbus_cron::{CronError, CronSchedule};
+pub use schedules::{ScheduleRunner, next_fire_ms};

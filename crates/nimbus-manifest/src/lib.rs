@@ -10,7 +10,9 @@ use std::fmt;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
-use nimbus_core::{AsyncConfig, Destination, FunctionName, FunctionSpec, HttpRoute, Limits, RoutePattern, Runtime};
+use nimbus_core::{
+    AsyncConfig, Destination, FunctionName, FunctionSpec, HttpRoute, Limits, RoutePattern, Runtime, ScheduleSpec,
+};
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -61,6 +63,16 @@ struct RawManifest {
     http: Vec<Spanned<RawHttp>>,
     #[serde(rename = "async")]
     async_section: Option<RawAsync>,
+    #[serde(default)]
+    schedule: Vec<RawSchedule>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSchedule {
+    cron: Spanned<String>,
+    timezone: Option<Spanned<String>>,
+    payload: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -262,7 +274,31 @@ fn resolve(raw: RawManifest, c: &mut Checker<'_>) -> Option<FunctionSpec> {
     }
 
     let async_config = raw.async_section.map(|a| resolve_async(a, c)).unwrap_or_default();
-    Some(FunctionSpec { name: name?, runtime: runtime?, limits, env: env.unwrap_or_default(), routes, async_config })
+    let schedules = raw.schedule.into_iter().filter_map(|s| resolve_schedule(s, c)).collect();
+    Some(FunctionSpec {
+        name: name?,
+        runtime: runtime?,
+        limits,
+        env: env.unwrap_or_default(),
+        routes,
+        async_config,
+        schedules,
+    })
+}
+
+fn resolve_schedule(raw: RawSchedule, c: &mut Checker<'_>) -> Option<ScheduleSpec> {
+    let timezone = raw.timezone.as_ref().map(|t| t.get_ref().clone()).unwrap_or_else(|| "UTC".to_owned());
+    let span = match &raw.timezone {
+        Some(t) if nimbus_cron::CronSchedule::parse("* * * * * *", t.get_ref()).is_err() => t.span(),
+        _ => raw.cron.span(),
+    };
+    match nimbus_cron::CronSchedule::parse(raw.cron.get_ref(), &timezone) {
+        Ok(_) => Some(ScheduleSpec { cron: raw.cron.into_inner(), timezone, payload: raw.payload }),
+        Err(e) => {
+            c.problem(Some(span), format!("schedule: {e}"));
+            None
+        }
+    }
 }
 
 fn resolve_async(raw: RawAsync, c: &mut Checker<'_>) -> AsyncConfig {

@@ -137,3 +137,21 @@ fn async_section_resolves_and_is_checked() {
     assert!(err(&format!("{base}[async]\non_success = \"lambda:x\"\n")).contains("write \"function:NAME\""));
     assert!(err(&format!("{base}[async]\nretries = 1\n")).contains("unknown field `retries`"));
 }
+
+#[test]
+fn schedules_are_parsed_and_checked_with_lines() {
+    let base = "name = \"a\"\nruntime = \"wasm\"\ncomponent = \"a.wasm\"\n";
+    let spec = parse(
+        &format!("{base}[[schedule]]\ncron = \"0 */5 * * * *\"\ntimezone = \"Europe/Berlin\"\npayload = '{{\"job\":\"cleanup\"}}'\n[[schedule]]\ncron = \"0 3 * * *\"\n"),
+        "nimbus.toml",
+    )
+    .unwrap();
+    assert_eq!(spec.schedules.len(), 2);
+    assert_eq!(spec.schedules[0].timezone, "Europe/Berlin");
+    assert_eq!(spec.schedules[0].payload.as_deref(), Some("{\"job\":\"cleanup\"}"));
+    assert_eq!(spec.schedules[1].timezone, "UTC");
+    let e = err(&format!("{base}[[schedule]]\ncron = \"61 * * * * *\"\n"));
+    assert!(e.starts_with("nimbus.toml:5: schedule: cron expression \"61 * * * * *\": second field"), "{e}");
+    let e = err(&format!("{base}[[schedule]]\ncron = \"* * * * * *\"\ntimezone = \"Mars/Base\"\n"));
+    assert!(e.starts_with("nimbus.toml:6: schedule: unknown time zone \"Mars/Base\""), "{e}");
+}

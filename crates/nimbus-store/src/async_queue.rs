@@ -154,6 +154,12 @@ CREATE TABLE IF NOT EXISTS async_invocations (
 );
 CREATE INDEX IF NOT EXISTS async_due ON async_invocations (status, next_attempt_at_ms);
 CREATE INDEX IF NOT EXISTS async_by_function ON async_invocations (function, status);
+CREATE TABLE IF NOT EXISTS schedule_state (
+    function TEXT NOT NULL,
+    schedule TEXT NOT NULL,
+    last_tick_ms INTEGER NOT NULL,
+    PRIMARY KEY (function, schedule)
+);
 CREATE INDEX IF NOT EXISTS async_idempotency ON async_invocations (function, idempotency_key)
     WHERE idempotency_key IS NOT NULL;
 ";
@@ -308,6 +314,37 @@ impl AsyncQueue {
     pub fn release(&self, id: &str) -> Result<()> {
         self.db()
             .execute("UPDATE async_invocations SET status = 'queued' WHERE id = ?1 AND status = 'running'", [id])?;
+        Ok(())
+    }
+
+    /// The newest `limit` invocations of a function, newest first.
+    pub fn recent(&self, function: &str, limit: u32) -> Result<Vec<AsyncRecord>> {
+        let db = self.db();
+        let mut stmt = db.prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM async_invocations WHERE function = ?1 ORDER BY created_at_ms DESC, id DESC LIMIT ?2"
+        ))?;
+        Ok(stmt.query_map(params![function, limit], read)?.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    /// The last tick a schedule fired for, if it ever did. `schedule`
+    /// identifies it (cron expression and time zone).
+    pub fn last_tick(&self, function: &str, schedule: &str) -> Result<Option<i64>> {
+        Ok(self
+            .db()
+            .query_row(
+                "SELECT last_tick_ms FROM schedule_state WHERE function = ?1 AND schedule = ?2",
+                params![function, schedule],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    pub fn set_last_tick(&self, function: &str, schedule: &str, tick_ms: i64) -> Result<()> {
+        self.db().execute(
+            "INSERT INTO schedule_state (function, schedule, last_tick_ms) VALUES (?1, ?2, ?3)
+             ON CONFLICT (function, schedule) DO UPDATE SET last_tick_ms = excluded.last_tick_ms",
+            params![function, schedule, tick_ms],
+        )?;
         Ok(())
     }
 

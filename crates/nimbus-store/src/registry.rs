@@ -89,6 +89,7 @@ mod tests {
             env: Default::default(),
             routes: vec![],
             async_config: Default::default(),
+            schedules: vec![],
         }
     }
 

@@ -63,12 +63,12 @@ static TIME_ZONES: LazyLock<TimeZoneDatabase> = LazyLock::new(TimeZoneDatabase::
 /// A parsed cron expression with a seconds field and a time zone.
 ///
 /// ```
-/// use nimbus_events::CronSchedule;
+/// use nimbus_cron::CronSchedule;
 ///
 /// let every_five_minutes = CronSchedule::parse("0 */5 * * * *", "Europe/Berlin")?;
 /// // 2026-01-01T00:02:00Z is followed by 2026-01-01T00:05:00Z.
 /// assert_eq!(every_five_minutes.next_after(1_767_225_720_000), Some(1_767_225_900_000));
-/// # Ok::<(), nimbus_events::CronError>(())
+/// # Ok::<(), nimbus_cron::CronError>(())
 /// ```
 #[derive(Debug, Clone)]
 pub struct CronSchedule {
