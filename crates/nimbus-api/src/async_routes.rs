@@ -13,8 +13,8 @@ use serde::Deserialize;
 
 use crate::routes::{Api, ApiError, InvokeQuery, call_target, internal, not_deployed, parse_name, read_body};
 use crate::types::{
-    AsyncAccepted, AttemptView, DeadLetterCount, DeadLetterSelection, DeadLetters, IDEMPOTENCY_KEY_HEADER,
-    InvocationList, InvocationView,
+    AsyncAccepted, AttemptView, DeadLetterCount, DeadLetterSelection, DeadLetters, DeadMessage, DeadMessages,
+    IDEMPOTENCY_KEY_HEADER, InvocationList, InvocationView, QueueInfo, QueueList, QueueSent,
 };
 
 fn invoker(api: &Api) -> Result<&Arc<AsyncInvoker>, ApiError> {
@@ -163,5 +163,102 @@ pub(crate) async fn purge(State(api): State<Api>, Path(name): Path<String>, body
     let ids = selection(body).await?.ids;
     let count =
         tokio::task::spawn_blocking(move || queue.purge(&name, &ids)).await.map_err(internal)?.map_err(internal)?;
+    Ok(axum::Json(DeadLetterCount { count }).into_response())
+}
+
+/// `POST /v1/queues/{queue}/messages`: 202 once the message is on disk.
+pub(crate) async fn send_message(
+    State(api): State<Api>,
+    Path(queue): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let invoker = invoker(&api)?.clone();
+    let queue = parse_queue(&queue)?;
+    let body = read_body(&headers, body, api.config.max_body_bytes).await?;
+    let id = invoker.send_to_queue(&queue, body.to_vec()).await.map_err(internal)?;
+    Ok((StatusCode::ACCEPTED, axum::Json(QueueSent { id })).into_response())
+}
+
+fn parse_queue(name: &str) -> Result<String, ApiError> {
+    nimbus_core::FunctionName::parse(name).map(|n| n.to_string()).map_err(|_| {
+        ApiError(PlatformError::new(
+            ErrorCode::BadRequest,
+            format!("queue name {name:?}: use 1 to 63 characters of a-z, 0-9 and '-', starting with a letter"),
+        ))
+    })
+}
+
+/// `GET /v1/queues`: every queue with messages or consumers.
+pub(crate) async fn list_queues(State(api): State<Api>) -> Result<Response, ApiError> {
+    let queue = invoker(&api)?.queue().clone();
+    let depths =
+        tokio::task::spawn_blocking(move || queue.queue_depths()).await.map_err(internal)?.map_err(internal)?;
+    let mut consumers: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for f in api.functions.scheduler().table().functions() {
+        for q in &f.record.spec.queues {
+            consumers.entry(q.name.clone()).or_default().push(f.name().to_string());
+        }
+    }
+    let now = nimbus_store::now_ms();
+    let mut queues: Vec<QueueInfo> = depths
+        .into_iter()
+        .map(|d| QueueInfo {
+            consumers: consumers
+                .remove(&d.queue)
+                .map(|mut c| {
+                    c.sort();
+                    c
+                })
+                .unwrap_or_default(),
+            name: d.queue,
+            ready: d.ready,
+            in_flight: d.in_flight,
+            dead: d.dead,
+            oldest_ready_age_s: d.oldest_ready_ms.map(|t| (now - t).max(0) as f64 / 1000.0).unwrap_or(0.0),
+        })
+        .collect();
+    for (name, mut c) in consumers {
+        c.sort();
+        queues.push(QueueInfo { name, ready: 0, in_flight: 0, dead: 0, oldest_ready_age_s: 0.0, consumers: c });
+    }
+    queues.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(axum::Json(QueueList { queues }).into_response())
+}
+
+/// `GET /v1/queues/{queue}/dlq`.
+pub(crate) async fn queue_dead(
+    State(api): State<Api>,
+    Path(queue): Path<String>,
+    Query(q): Query<DlqQuery>,
+) -> Result<Response, ApiError> {
+    let store = invoker(&api)?.queue().clone();
+    let queue = parse_queue(&queue)?;
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let dead = tokio::task::spawn_blocking(move || store.queue_dead_letters(&queue, limit))
+        .await
+        .map_err(internal)?
+        .map_err(internal)?;
+    let messages = dead
+        .into_iter()
+        .map(|m| DeadMessage {
+            id: m.id,
+            sent_at: format_rfc3339(m.sent_at_ms),
+            receive_count: m.receive_count,
+            body: String::from_utf8_lossy(&m.body).into_owned(),
+            error: m.last_error,
+        })
+        .collect();
+    Ok(axum::Json(DeadMessages { messages }).into_response())
+}
+
+/// `POST /v1/queues/{queue}/dlq/redrive`.
+pub(crate) async fn queue_redrive(State(api): State<Api>, Path(queue): Path<String>) -> Result<Response, ApiError> {
+    let invoker = invoker(&api)?.clone();
+    let queue = parse_queue(&queue)?;
+    let store = invoker.queue().clone();
+    let count =
+        tokio::task::spawn_blocking(move || store.redrive_queue(&queue)).await.map_err(internal)?.map_err(internal)?;
+    invoker.nudge_queues();
     Ok(axum::Json(DeadLetterCount { count }).into_response())
 }

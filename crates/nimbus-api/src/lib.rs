@@ -53,3 +53,28 @@ fn async_metrics(stats: &[nimbus_store::QueueStats], retries: &[(String, u64)]) 
     }
     out
 }
+
+/// Prometheus series of the built-in queues.
+fn queue_metrics(depths: &[nimbus_store::QueueDepth]) -> String {
+    use std::fmt::Write;
+    let now = nimbus_store::now_ms();
+    let mut out = String::new();
+    for (name, help, value) in [
+        (
+            "nimbus_queue_depth",
+            "Messages waiting to be received.",
+            &(|d: &nimbus_store::QueueDepth| d.ready as f64) as &dyn Fn(&nimbus_store::QueueDepth) -> f64,
+        ),
+        ("nimbus_queue_in_flight", "Messages received and within their visibility timeout.", &|d| d.in_flight as f64),
+        ("nimbus_queue_dlq_size", "Messages in the queue's dead-letter queue.", &|d| d.dead as f64),
+        ("nimbus_queue_oldest_age_seconds", "Age of the oldest waiting message.", &|d| {
+            d.oldest_ready_ms.map(|t| (now - t).max(0) as f64 / 1000.0).unwrap_or(0.0)
+        }),
+    ] {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+        for d in depths {
+            let _ = writeln!(out, "{name}{{queue=\"{}\"}} {}", d.queue, value(d));
+        }
+    }
+    out
+}

@@ -57,6 +57,10 @@ pub fn router(functions: Arc<FunctionService>, invoker: Option<Arc<AsyncInvoker>
         .route("/v1/functions/{name}/dlq/redrive", post(async_routes::redrive))
         .route("/v1/functions/{name}/dlq/purge", post(async_routes::purge))
         .route("/v1/functions/{name}/logs", get(logs))
+        .route("/v1/queues", get(async_routes::list_queues))
+        .route("/v1/queues/{queue}/messages", post(async_routes::send_message))
+        .route("/v1/queues/{queue}/dlq", get(async_routes::queue_dead))
+        .route("/v1/queues/{queue}/dlq/redrive", post(async_routes::queue_redrive))
         .route("/v1/deploy", post(deploy))
         .route("/v1/openapi.json", get(openapi))
         .route_layer(middleware::from_fn_with_state(api.clone(), require_token));
@@ -329,8 +333,22 @@ async fn metrics(State(api): State<Api>) -> Response {
     text.push_str(&format!("nimbus_log_records_dropped_total {}\n", scheduler.log().dropped()));
     if let Some(invoker) = &api.invoker {
         let queue = invoker.queue().clone();
-        if let Ok(Ok(stats)) = tokio::task::spawn_blocking(move || queue.stats()).await {
+        if let Ok(Ok((stats, depths))) = tokio::task::spawn_blocking(move || {
+            Ok::<_, nimbus_store::StoreError>((queue.stats()?, queue.queue_depths()?))
+        })
+        .await
+        {
             text.push_str(&crate::async_metrics(&stats, &invoker.retries()));
+            let mut depths = depths;
+            for f in scheduler.table().functions() {
+                for q in &f.record.spec.queues {
+                    if !depths.iter().any(|d| d.queue == q.name) {
+                        depths.push(nimbus_store::QueueDepth { queue: q.name.clone(), ..Default::default() });
+                    }
+                }
+            }
+            depths.sort_by(|a, b| a.queue.cmp(&b.queue));
+            text.push_str(&crate::queue_metrics(&depths));
         }
     }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response()

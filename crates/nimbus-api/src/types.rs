@@ -140,3 +140,42 @@ pub struct DeadLetterCount {
 
 /// The header that makes a repeated asynchronous submit return the same id.
 pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
+
+/// The answer to a queue send (202): the message is on disk.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct QueueSent {
+    pub id: String,
+}
+
+/// A built-in queue as `GET /v1/queues` shows it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct QueueInfo {
+    pub name: String,
+    pub ready: u64,
+    pub in_flight: u64,
+    pub dead: u64,
+    pub oldest_ready_age_s: f64,
+    /// Functions that consume it.
+    pub consumers: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct QueueList {
+    pub queues: Vec<QueueInfo>,
+}
+
+/// A dead message of a built-in queue.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DeadMessage {
+    pub id: String,
+    pub sent_at: String,
+    pub receive_count: u32,
+    pub body: String,
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DeadMessages {
+    pub messages: Vec<DeadMessage>,
+}

@@ -97,6 +97,9 @@ pub enum ClientCommand {
     /// A function's dead-letter queue: asynchronous invocations that failed for good.
     #[command(subcommand)]
     Dlq(DlqCommand),
+    /// Built-in queues.
+    #[command(subcommand)]
+    Queue(QueueCommand),
     /// List deployed functions.
     Ls {
         #[command(flatten)]
@@ -159,6 +162,32 @@ pub enum DlqCommand {
     Purge {
         name: String,
         ids: Vec<String>,
+        #[command(flatten)]
+        conn: Connection,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum QueueCommand {
+    /// Send a message; prints its id once it is on disk.
+    Send {
+        queue: String,
+        /// The message body; `@FILE` reads it from a file.
+        #[arg(long)]
+        data: String,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// List queues: waiting, in flight, dead, oldest age, consumers.
+    Ls {
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Show a queue's dead-letter queue; --redrive delivers them again.
+    Dlq {
+        queue: String,
+        #[arg(long)]
+        redrive: bool,
         #[command(flatten)]
         conn: Connection,
     },

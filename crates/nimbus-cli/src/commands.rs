@@ -5,12 +5,13 @@ use anyhow::Context;
 use bytes::Bytes;
 use http::Method;
 use nimbus_api::types::{
-    AsyncAccepted, DURATION_HEADER, DeadLetterCount, DeadLetterSelection, DeadLetters, DeployResult, FunctionInfo,
-    FunctionList, IDEMPOTENCY_KEY_HEADER, InvocationList, InvocationView, LogEntry, LogPage,
+    AsyncAccepted, DURATION_HEADER, DeadLetterCount, DeadLetterSelection, DeadLetters, DeadMessages, DeployResult,
+    FunctionInfo, FunctionList, IDEMPOTENCY_KEY_HEADER, InvocationList, InvocationView, LogEntry, LogPage, QueueList,
+    QueueSent,
 };
 use nimbus_core::{FunctionName, REQUEST_ID_HEADER};
 
-use crate::args::{ClientCommand, Connection, DlqCommand, InvocationCommand};
+use crate::args::{ClientCommand, Connection, DlqCommand, InvocationCommand, QueueCommand};
 use crate::client::ApiClient;
 
 /// Runs a client command; the error is the one-line reason to print.
@@ -34,6 +35,17 @@ pub async fn run_client(command: ClientCommand) -> anyhow::Result<()> {
         ClientCommand::Invocation(InvocationCommand::Get { id, conn }) => invocation_get(&client(&conn)?, &id).await,
         ClientCommand::Invocation(InvocationCommand::Ls { name, limit, conn }) => {
             invocation_ls(&client(&conn)?, &name, limit).await
+        }
+        ClientCommand::Queue(QueueCommand::Send { queue, data, conn }) => {
+            let body = match data.strip_prefix('@') {
+                Some(file) => read_data_file(Path::new(file))?,
+                None => Bytes::from(data),
+            };
+            queue_send(&client(&conn)?, &queue, body).await
+        }
+        ClientCommand::Queue(QueueCommand::Ls { conn }) => queue_ls(&client(&conn)?).await,
+        ClientCommand::Queue(QueueCommand::Dlq { queue, redrive, conn }) => {
+            queue_dlq(&client(&conn)?, &queue, redrive).await
         }
         ClientCommand::Dlq(DlqCommand::Ls { name, conn }) => dlq_ls(&client(&conn)?, &name).await,
         ClientCommand::Dlq(DlqCommand::Redrive { name, ids, conn }) => {
@@ -230,6 +242,58 @@ async fn invocation_ls(client: &ApiClient, name: &str, limit: u32) -> anyhow::Re
         .json()?;
     for v in &list.invocations {
         println!("{}  {}  {:<9}  attempts: {}", v.id, v.created_at, v.status, v.attempts.len());
+    }
+    Ok(())
+}
+
+async fn queue_send(client: &ApiClient, queue: &str, body: Bytes) -> anyhow::Result<()> {
+    let sent: QueueSent = client
+        .request(Method::POST, &format!("/v1/queues/{}/messages", encode(queue)), &[], body)
+        .await?
+        .ok()?
+        .json()?;
+    println!("{}", sent.id);
+    Ok(())
+}
+
+async fn queue_ls(client: &ApiClient) -> anyhow::Result<()> {
+    let list: QueueList = client.request(Method::GET, "/v1/queues", &[], Bytes::new()).await?.ok()?.json()?;
+    println!("{:<24} {:>8} {:>9} {:>6} {:>12}  CONSUMERS", "QUEUE", "WAITING", "IN FLIGHT", "DEAD", "OLDEST (s)");
+    for q in &list.queues {
+        let consumers = if q.consumers.is_empty() { "-".to_owned() } else { q.consumers.join(",") };
+        println!(
+            "{:<24} {:>8} {:>9} {:>6} {:>12.1}  {consumers}",
+            q.name, q.ready, q.in_flight, q.dead, q.oldest_ready_age_s
+        );
+    }
+    Ok(())
+}
+
+async fn queue_dlq(client: &ApiClient, queue: &str, redrive: bool) -> anyhow::Result<()> {
+    let queue = encode(queue);
+    if redrive {
+        let done: DeadLetterCount = client
+            .request(Method::POST, &format!("/v1/queues/{queue}/dlq/redrive"), &[], Bytes::new())
+            .await?
+            .ok()?
+            .json()?;
+        println!("redrove {} messages of {queue}", done.count);
+        return Ok(());
+    }
+    let dead: DeadMessages =
+        client.request(Method::GET, &format!("/v1/queues/{queue}/dlq"), &[], Bytes::new()).await?.ok()?.json()?;
+    if dead.messages.is_empty() {
+        println!("the dead-letter queue of {queue} is empty");
+    }
+    for m in &dead.messages {
+        println!(
+            "{}  sent {}  received {} times  error: {}",
+            m.id,
+            m.sent_at,
+            m.receive_count,
+            m.error.as_deref().unwrap_or("-")
+        );
+        println!("  body: {}", m.body);
     }
     Ok(())
 }

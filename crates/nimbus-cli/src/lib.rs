@@ -7,6 +7,6 @@ mod args;
 mod client;
 mod commands;
 
-pub use args::{Cli, ClientCommand, Command, DlqCommand, InvocationCommand, ServerArgs};
+pub use args::{Cli, ClientCommand, Command, DlqCommand, InvocationCommand, QueueCommand, ServerArgs};
 pub use client::ApiClient;
 pub use commands::run_client;

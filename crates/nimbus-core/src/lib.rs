@@ -15,7 +15,9 @@ pub use error::{ERROR_CODE_HEADER, ErrorCode, PlatformError, RETRY_AFTER_SECS};
 pub use invocation::{CapturedOutput, Invocation, Outcome};
 pub use name::{FunctionName, InvalidName};
 pub use request_id::RequestId;
-pub use spec::{AsyncConfig, Destination, FunctionSpec, HttpRoute, Limits, RoutePattern, Runtime, ScheduleSpec};
+pub use spec::{
+    AsyncConfig, Destination, FunctionSpec, HttpRoute, Limits, QueueBinding, RoutePattern, Runtime, ScheduleSpec,
+};
 
 /// The header every gateway response carries, and every guest receives.
 pub const REQUEST_ID_HEADER: &str = "x-nimbus-request-id";

@@ -23,6 +23,38 @@ pub struct FunctionSpec {
     /// Cron schedules that invoke the function asynchronously.
     #[serde(default)]
     pub schedules: Vec<ScheduleSpec>,
+    /// Built-in queues this function consumes.
+    #[serde(default)]
+    pub queues: Vec<QueueBinding>,
+}
+
+/// One `[[queue]]`: a built-in queue the function consumes, and how.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueBinding {
+    /// The queue's name, `[a-z][a-z0-9-]{0,62}`.
+    pub name: String,
+    /// Messages per invocation.
+    pub batch_size: u32,
+    /// Batches of this queue being processed at once.
+    pub max_concurrency: u32,
+    /// How long a received message stays hidden before it is redelivered.
+    pub visibility_timeout_s: u64,
+    /// Receives after which a message goes to the queue's dead-letter queue.
+    pub max_receive: u32,
+}
+
+impl QueueBinding {
+    pub const BATCH_SIZE_RANGE: std::ops::RangeInclusive<u32> = 1..=100;
+    pub const MAX_CONCURRENCY_RANGE: std::ops::RangeInclusive<u32> = 1..=1000;
+    pub const VISIBILITY_TIMEOUT_S_RANGE: std::ops::RangeInclusive<u64> = 1..=43_200;
+    pub const MAX_RECEIVE_RANGE: std::ops::RangeInclusive<u32> = 1..=1000;
+    pub const DEFAULT: QueueBinding = QueueBinding {
+        name: String::new(),
+        batch_size: 1,
+        max_concurrency: 1,
+        visibility_timeout_s: 30,
+        max_receive: 5,
+    };
 }
 
 /// One `[[schedule]]`: when, in which time zone, with which body.
@@ -64,17 +96,19 @@ impl Default for AsyncConfig {
 pub enum Destination {
     /// Invoke this function asynchronously with the record as its body.
     Function(FunctionName),
+    /// Send the record to this built-in queue.
+    Queue(String),
 }
 
 impl Destination {
-    /// Parses `function:NAME`.
+    /// Parses `function:NAME` or `queue:NAME`.
     pub fn parse(s: &str) -> Result<Self, String> {
         match s.split_once(':') {
             Some(("function", name)) => FunctionName::parse(name).map(Self::Function).map_err(|e| e.to_string()),
-            Some(("queue", _)) => Err(format!(
-                "{s:?}: queue destinations are not available yet (they arrive with built-in queues); use \"function:NAME\""
-            )),
-            _ => Err(format!("{s:?}: write \"function:NAME\"")),
+            Some(("queue", name)) => FunctionName::parse(name).map(|_| Self::Queue(name.to_owned())).map_err(|_| {
+                format!("{s:?}: a queue name is 1 to 63 characters of a-z, 0-9 and '-', starting with a letter")
+            }),
+            _ => Err(format!("{s:?}: write \"function:NAME\" or \"queue:NAME\"")),
         }
     }
 }
@@ -83,6 +117,7 @@ impl std::fmt::Display for Destination {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Function(name) => write!(f, "function:{name}"),
+            Self::Queue(name) => write!(f, "queue:{name}"),
         }
     }
 }

@@ -52,6 +52,8 @@ pub struct AsyncInvoker {
     scheduler: Arc<Scheduler>,
     retry: RetryPolicy,
     wake: Notify,
+    /// Woken when a queue message is sent or a batch finishes.
+    queue_activity: Notify,
     /// Claimed and not yet finished, per function.
     claimed: Mutex<HashMap<String, usize>>,
     retries: Mutex<HashMap<String, u64>>,
@@ -67,6 +69,7 @@ impl AsyncInvoker {
             scheduler,
             retry,
             wake: Notify::new(),
+            queue_activity: Notify::new(),
             claimed: Mutex::new(HashMap::new()),
             retries: Mutex::new(HashMap::new()),
         })
@@ -103,6 +106,22 @@ impl AsyncInvoker {
         let accepted = self.queue.accept(record).await?;
         self.wake.notify_one();
         Ok(accepted)
+    }
+
+    /// Sends a message to a built-in queue; resolves once it is on disk.
+    pub async fn send_to_queue(&self, queue: &str, body: Vec<u8>) -> Result<String, StoreError> {
+        let id = self.queue.send(queue, body).await?;
+        self.queue_activity.notify_one();
+        Ok(id)
+    }
+
+    /// Wakes the queue consumers (after a redrive, say).
+    pub fn nudge_queues(&self) {
+        self.queue_activity.notify_one();
+    }
+
+    pub(crate) fn queue_activity(&self) -> &Notify {
+        &self.queue_activity
     }
 
     /// Wakes the dispatcher (after a redrive, say).
@@ -307,7 +326,7 @@ impl AsyncInvoker {
         response: Option<(u16, Option<Bytes>)>,
         condition: &str,
     ) {
-        let Some(Destination::Function(target)) = destination else { return };
+        let Some(destination) = destination else { return };
         let (status, body) = response.unwrap_or((0, None));
         let payload = serde_json::json!({
             "version": "1.0",
@@ -323,14 +342,20 @@ impl AsyncInvoker {
             "responseContext": { "statusCode": status, "functionError": if condition == "Success" { None } else { Some("Unhandled") } },
             "responsePayload": body.map(|b| String::from_utf8_lossy(&b).into_owned()),
         });
-        let request = StoredRequest {
-            method: "POST".into(),
-            path: "/".into(),
-            headers: vec![("content-type".into(), "application/json".into())],
-            body: payload.to_string().into_bytes(),
+        let result = match destination {
+            Destination::Function(target) => {
+                let request = StoredRequest {
+                    method: "POST".into(),
+                    path: "/".into(),
+                    headers: vec![("content-type".into(), "application/json".into())],
+                    body: payload.to_string().into_bytes(),
+                };
+                self.submit(target, request, Some(format!("destination:{}:{condition}", record.id))).await.map(|_| ())
+            }
+            Destination::Queue(queue) => self.send_to_queue(queue, payload.to_string().into_bytes()).await.map(|_| ()),
         };
-        if let Err(e) = self.submit(target, request, Some(format!("destination:{}:{condition}", record.id))).await {
-            tracing::error!(function = %function.name(), destination = %target, "cannot send to destination: {e}");
+        if let Err(e) = result {
+            tracing::error!(function = %function.name(), %destination, "cannot send to destination: {e}");
         }
     }
 }

@@ -11,7 +11,8 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use nimbus_core::{
-    AsyncConfig, Destination, FunctionName, FunctionSpec, HttpRoute, Limits, RoutePattern, Runtime, ScheduleSpec,
+    AsyncConfig, Destination, FunctionName, FunctionSpec, HttpRoute, Limits, QueueBinding, RoutePattern, Runtime,
+    ScheduleSpec,
 };
 use serde::Deserialize;
 use toml::Spanned;
@@ -65,6 +66,18 @@ struct RawManifest {
     async_section: Option<RawAsync>,
     #[serde(default)]
     schedule: Vec<RawSchedule>,
+    #[serde(default)]
+    queue: Vec<RawQueue>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawQueue {
+    name: Spanned<String>,
+    batch_size: Option<Spanned<i64>>,
+    max_concurrency: Option<Spanned<i64>>,
+    visibility_timeout_s: Option<Spanned<i64>>,
+    max_receive: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -275,6 +288,16 @@ fn resolve(raw: RawManifest, c: &mut Checker<'_>) -> Option<FunctionSpec> {
 
     let async_config = raw.async_section.map(|a| resolve_async(a, c)).unwrap_or_default();
     let schedules = raw.schedule.into_iter().filter_map(|s| resolve_schedule(s, c)).collect();
+    let mut queues: Vec<QueueBinding> = Vec::new();
+    for q in raw.queue {
+        let span = q.name.span();
+        let Some(binding) = resolve_queue(q, c) else { continue };
+        if queues.iter().any(|other| other.name == binding.name) {
+            c.problem(Some(span), format!("queue {} is listed twice", binding.name));
+            continue;
+        }
+        queues.push(binding);
+    }
     Some(FunctionSpec {
         name: name?,
         runtime: runtime?,
@@ -283,7 +306,45 @@ fn resolve(raw: RawManifest, c: &mut Checker<'_>) -> Option<FunctionSpec> {
         routes,
         async_config,
         schedules,
+        queues,
     })
+}
+
+fn resolve_queue(raw: RawQueue, c: &mut Checker<'_>) -> Option<QueueBinding> {
+    let d = QueueBinding::DEFAULT;
+    let binding = QueueBinding {
+        name: raw.name.get_ref().clone(),
+        batch_size: c.ranged("queue.batch_size", &raw.batch_size, bounds(QueueBinding::BATCH_SIZE_RANGE), d.batch_size),
+        max_concurrency: c.ranged(
+            "queue.max_concurrency",
+            &raw.max_concurrency,
+            bounds(QueueBinding::MAX_CONCURRENCY_RANGE),
+            d.max_concurrency,
+        ),
+        visibility_timeout_s: c.ranged(
+            "queue.visibility_timeout_s",
+            &raw.visibility_timeout_s,
+            bounds(QueueBinding::VISIBILITY_TIMEOUT_S_RANGE),
+            d.visibility_timeout_s,
+        ),
+        max_receive: c.ranged(
+            "queue.max_receive",
+            &raw.max_receive,
+            bounds(QueueBinding::MAX_RECEIVE_RANGE),
+            d.max_receive,
+        ),
+    };
+    if FunctionName::parse(&binding.name).is_err() {
+        c.problem(
+            Some(raw.name.span()),
+            format!(
+                "queue name {:?}: use 1 to 63 characters of a-z, 0-9 and '-', starting with a letter",
+                binding.name
+            ),
+        );
+        return None;
+    }
+    Some(binding)
 }
 
 fn resolve_schedule(raw: RawSchedule, c: &mut Checker<'_>) -> Option<ScheduleSpec> {

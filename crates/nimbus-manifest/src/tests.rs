@@ -134,7 +134,10 @@ fn async_section_resolves_and_is_checked() {
         err(&format!("{base}[async]\nmax_retries = 11\n")),
         "nimbus.toml:5: async.max_retries = 11: must be between 0 and 10"
     );
-    assert!(err(&format!("{base}[async]\non_success = \"lambda:x\"\n")).contains("write \"function:NAME\""));
+    assert!(
+        err(&format!("{base}[async]\non_success = \"lambda:x\"\n"))
+            .contains("write \"function:NAME\" or \"queue:NAME\"")
+    );
     assert!(err(&format!("{base}[async]\nretries = 1\n")).contains("unknown field `retries`"));
 }
 
@@ -154,4 +157,20 @@ fn schedules_are_parsed_and_checked_with_lines() {
     assert!(e.starts_with("nimbus.toml:5: schedule: cron expression \"61 * * * * *\": second field"), "{e}");
     let e = err(&format!("{base}[[schedule]]\ncron = \"* * * * * *\"\ntimezone = \"Mars/Base\"\n"));
     assert!(e.starts_with("nimbus.toml:6: schedule: unknown time zone \"Mars/Base\""), "{e}");
+}
+
+#[test]
+fn queues_are_parsed_with_defaults_and_checked() {
+    let base = "name = \"a\"\nruntime = \"wasm\"\ncomponent = \"a.wasm\"\n";
+    let spec = parse(&format!("{base}[[queue]]\nname = \"jobs\"\nbatch_size = 10\nmax_concurrency = 4\nvisibility_timeout_s = 30\n[[queue]]\nname = \"other\"\n[async]\non_failure = \"queue:failed-resizes\"\n"), "nimbus.toml").unwrap();
+    assert_eq!(spec.queues.len(), 2);
+    assert_eq!((spec.queues[0].batch_size, spec.queues[0].max_concurrency, spec.queues[0].max_receive), (10, 4, 5));
+    assert_eq!(spec.queues[1].batch_size, 1);
+    assert_eq!(spec.async_config.on_failure, Some(Destination::Queue("failed-resizes".into())));
+    assert_eq!(
+        err(&format!("{base}[[queue]]\nname = \"jobs\"\nbatch_size = 0\n")),
+        "nimbus.toml:6: queue.batch_size = 0: must be between 1 and 100"
+    );
+    assert!(err(&format!("{base}[[queue]]\nname = \"Jobs\"\n")).starts_with("nimbus.toml:5: queue name \"Jobs\""));
+    assert!(err(&format!("{base}[[queue]]\nname = \"j\"\n[[queue]]\nname = \"j\"\n")).contains("listed twice"));
 }

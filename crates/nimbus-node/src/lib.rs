@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use nimbus_api::{ApiConfig, FunctionService};
-use nimbus_events::{AsyncInvoker, RetryPolicy, ScheduleRunner};
+use nimbus_events::{AsyncInvoker, QueueConsumers, RetryPolicy, ScheduleRunner};
 use nimbus_gateway::{Gateway, GatewayConfig};
 use nimbus_scheduler::Scheduler;
 use nimbus_store::Store;
@@ -116,6 +116,7 @@ pub async fn run(config: NodeConfig, shutdown: CancellationToken) -> anyhow::Res
         ApiConfig { token: config.token.clone(), max_body_bytes: config.max_body_bytes, ..ApiConfig::default() };
     let router = nimbus_api::router(functions, Some(invoker.clone()), api_config);
     let schedules = tokio::spawn(ScheduleRunner::new(invoker.clone(), scheduler.clone()).run(shutdown.clone()));
+    let consumers = tokio::spawn(QueueConsumers::new(invoker.clone(), scheduler.clone()).run(shutdown.clone()));
     let dispatcher = tokio::spawn(invoker.run(shutdown.clone()));
     let api_shutdown = shutdown.clone();
     let api_task = tokio::spawn(async move {
@@ -127,6 +128,7 @@ pub async fn run(config: NodeConfig, shutdown: CancellationToken) -> anyhow::Res
     let _ = gateway_task.await;
     let _ = dispatcher.await;
     let _ = schedules.await;
+    let _ = consumers.await;
     match tokio::time::timeout(config.drain, api_task).await {
         Ok(Ok(Err(e))) => tracing::warn!("control API: {e}"),
         Err(_) => tracing::warn!("control API requests still open after {:?}", config.drain),

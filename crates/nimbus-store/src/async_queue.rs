@@ -109,9 +109,21 @@ pub struct Accepted {
     pub duplicate: bool,
 }
 
-struct AcceptRequest {
+pub(crate) struct AcceptRequest {
     record: Box<AsyncRecord>,
     reply: tokio::sync::oneshot::Sender<std::result::Result<Accepted, String>>,
+}
+
+pub(crate) struct SendRequest {
+    pub(crate) queue: String,
+    pub(crate) body: Vec<u8>,
+    pub(crate) reply: tokio::sync::oneshot::Sender<std::result::Result<String, String>>,
+}
+
+/// Work for the durable writer: accepts and queue sends share its fsyncs.
+pub(crate) enum WriteRequest {
+    Accept(AcceptRequest),
+    Send(SendRequest),
 }
 
 /// Counts per function for metrics.
@@ -125,7 +137,7 @@ pub struct QueueStats {
 }
 
 pub struct AsyncQueue {
-    accepts: Sender<AcceptRequest>,
+    pub(crate) accepts: Sender<WriteRequest>,
     db: Mutex<Connection>,
 }
 
@@ -154,6 +166,17 @@ CREATE TABLE IF NOT EXISTS async_invocations (
 );
 CREATE INDEX IF NOT EXISTS async_due ON async_invocations (status, next_attempt_at_ms);
 CREATE INDEX IF NOT EXISTS async_by_function ON async_invocations (function, status);
+CREATE TABLE IF NOT EXISTS queue_messages (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    queue TEXT NOT NULL,
+    body BLOB NOT NULL,
+    sent_at_ms INTEGER NOT NULL,
+    visible_at_ms INTEGER NOT NULL,
+    receive_count INTEGER NOT NULL DEFAULT 0,
+    dead INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT
+);
+CREATE INDEX IF NOT EXISTS queue_ready ON queue_messages (queue, dead, visible_at_ms);
 CREATE TABLE IF NOT EXISTS schedule_state (
     function TEXT NOT NULL,
     schedule TEXT NOT NULL,
@@ -206,7 +229,7 @@ impl AsyncQueue {
         Ok(Arc::new(Self { accepts, db: Mutex::new(db) }))
     }
 
-    fn db(&self) -> std::sync::MutexGuard<'_, Connection> {
+    pub(crate) fn db(&self) -> std::sync::MutexGuard<'_, Connection> {
         self.db.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -216,7 +239,9 @@ impl AsyncQueue {
     pub async fn accept(&self, record: AsyncRecord) -> Result<Accepted> {
         let stopped = || StoreError::Corrupt { name: "async queue".into(), reason: "the accept writer stopped".into() };
         let (reply, answer) = tokio::sync::oneshot::channel();
-        self.accepts.send(AcceptRequest { record: Box::new(record), reply }).map_err(|_| stopped())?;
+        self.accepts
+            .send(WriteRequest::Accept(AcceptRequest { record: Box::new(record), reply }))
+            .map_err(|_| stopped())?;
         match answer.await {
             Ok(Ok(accepted)) => Ok(accepted),
             Ok(Err(reason)) => Err(StoreError::Corrupt { name: "async queue".into(), reason }),
@@ -426,7 +451,7 @@ impl AsyncQueue {
     }
 }
 
-fn accept_loop(mut conn: Connection, receiver: Receiver<AcceptRequest>) {
+fn accept_loop(mut conn: Connection, receiver: Receiver<WriteRequest>) {
     while let Ok(first) = receiver.recv() {
         let mut batch = vec![first];
         while batch.len() < 4096 {
@@ -435,15 +460,33 @@ fn accept_loop(mut conn: Connection, receiver: Receiver<AcceptRequest>) {
                 Err(_) => break,
             }
         }
-        match insert_batch(&mut conn, &batch) {
-            Ok(answers) => {
-                for (request, answer) in batch.into_iter().zip(answers) {
+        let mut accepts = Vec::new();
+        let mut sends = Vec::new();
+        for request in batch {
+            match request {
+                WriteRequest::Accept(a) => accepts.push(a),
+                WriteRequest::Send(s) => sends.push(s),
+            }
+        }
+        match insert_batch(&mut conn, &accepts, &sends) {
+            Ok((accepted, sent)) => {
+                for (request, answer) in accepts.into_iter().zip(accepted) {
                     let _ = request.reply.send(Ok(answer));
+                }
+                for (request, id) in sends.into_iter().zip(sent) {
+                    let _ = request.reply.send(Ok(id));
                 }
             }
             Err(e) => {
-                tracing::error!("cannot store {} async invocations: {e}", batch.len());
-                for request in batch {
+                tracing::error!(
+                    "cannot store {} async invocations and {} queue messages: {e}",
+                    accepts.len(),
+                    sends.len()
+                );
+                for request in accepts {
+                    let _ = request.reply.send(Err(e.to_string()));
+                }
+                for request in sends {
                     let _ = request.reply.send(Err(e.to_string()));
                 }
             }
@@ -451,9 +494,15 @@ fn accept_loop(mut conn: Connection, receiver: Receiver<AcceptRequest>) {
     }
 }
 
-fn insert_batch(conn: &mut Connection, batch: &[AcceptRequest]) -> rusqlite::Result<Vec<Accepted>> {
+/// One transaction, one fsync, for every accept and send waiting.
+fn insert_batch(
+    conn: &mut Connection,
+    accepts: &[AcceptRequest],
+    sends: &[SendRequest],
+) -> rusqlite::Result<(Vec<Accepted>, Vec<String>)> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    let mut answers = Vec::with_capacity(batch.len());
+    let mut answers = Vec::with_capacity(accepts.len());
+    let mut sent = Vec::with_capacity(sends.len());
     {
         let mut find = tx.prepare_cached(
             "SELECT id FROM async_invocations WHERE function = ?1 AND idempotency_key = ?2 AND created_at_ms > ?3
@@ -464,7 +513,7 @@ fn insert_batch(conn: &mut Connection, batch: &[AcceptRequest]) -> rusqlite::Res
                created_at_ms, enqueued_at_ms, next_attempt_at_ms)
              VALUES (?1, ?2, 'queued', ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?8)",
         )?;
-        for AcceptRequest { record: r, .. } in batch {
+        for AcceptRequest { record: r, .. } in accepts {
             if let Some(key) = &r.idempotency_key {
                 let earlier: Option<String> = find
                     .query_row(params![r.function, key, r.created_at_ms - IDEMPOTENCY_WINDOW_MS], |row| row.get(0))
@@ -487,9 +536,17 @@ fn insert_batch(conn: &mut Connection, batch: &[AcceptRequest]) -> rusqlite::Res
             ])?;
             answers.push(Accepted { id: r.id.clone(), duplicate: false });
         }
+        let mut send = tx.prepare_cached(
+            "INSERT INTO queue_messages (queue, body, sent_at_ms, visible_at_ms) VALUES (?1, ?2, ?3, ?3)",
+        )?;
+        let now = now_ms();
+        for s in sends {
+            send.execute(params![s.queue, s.body, now])?;
+            sent.push(tx.last_insert_rowid().to_string());
+        }
     }
     tx.commit()?;
-    Ok(answers)
+    Ok((answers, sent))
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@
 mod artifacts;
 mod async_queue;
 mod invocation_log;
+mod queues;
 mod registry;
 mod time;
 
@@ -20,6 +21,7 @@ pub use async_queue::{
     Accepted, AsyncQueue, AsyncRecord, AsyncStatus, Attempt, IDEMPOTENCY_WINDOW_MS, QueueStats, StoredRequest,
 };
 pub use invocation_log::{InvocationLog, InvocationRecord, LogQuery};
+pub use queues::{QueueDepth, QueueMessage, ReceiveOptions};
 pub use registry::FunctionRecord;
 pub use time::{format_rfc3339, now_ms};
 

@@ -90,6 +90,7 @@ mod tests {
             routes: vec![],
             async_config: Default::default(),
             schedules: vec![],
+            queues: vec![],
         }
     }
 

@@ -16,6 +16,8 @@
 //! | `/files`        | tries to list `/` and answers what happened           |
 //! | `/noresponse`   | returns without setting a response                    |
 //! | `/flaky`        | answers 500 unless the env has FIXED=1, then 200      |
+//! | `/print`        | prints the request body to stdout, answers 200        |
+//! | `/fail-first`   | answers batchItemFailures naming the first messageId  |
 //! | `/fetch`        | tries an outbound HTTP request, answers what happened |
 //! | `/connect`      | tries a TCP connection, answers what happened         |
 //! | anything else   | echoes method, path, headers and body as text         |
@@ -165,6 +167,18 @@ impl wasip2::exports::http::incoming_handler::Guest for Probe {
             }
             "/noresponse" => {}
             "/fetch" => respond(out, 200, fetch().as_bytes()),
+            "/print" => {
+                let body = read_body(&req);
+                println!("{}", String::from_utf8_lossy(&body));
+                respond(out, 200, b"printed");
+            }
+            "/fail-first" => {
+                let body = String::from_utf8_lossy(&read_body(&req)).into_owned();
+                println!("{body}");
+                let first = body.split("\"messageId\":\"").nth(1).and_then(|rest| rest.split('"').next()).unwrap_or("");
+                let answer = format!("{{\"batchItemFailures\":[{{\"itemIdentifier\":\"{first}\"}}]}}");
+                respond(out, 200, answer.as_bytes());
+            }
             "/flaky" => match std::env::var("FIXED").as_deref() {
                 Ok("1") => respond(out, 200, b"fixed"),
                 _ => respond(out, 500, b"still broken"),
