@@ -155,6 +155,65 @@ pub fn document() -> String {
                     } } } } }
                 }
             },
+            "/v1/functions/{name}/invocations": {
+                "parameters": [name_param()],
+                "post": {
+                    "summary": "Accept an asynchronous invocation",
+                    "description": "202 only once the invocation is on disk. Query method and path as for invoke; header Idempotency-Key returns the same id for 24 h.",
+                    "parameters": [{ "name": "Idempotency-Key", "in": "header", "schema": { "type": "string", "maxLength": 256 } }],
+                    "requestBody": { "content": { "*/*": { "schema": { "type": "string", "format": "binary" } } } },
+                    "responses": { "202": { "description": "Accepted", "content": { "application/json": { "schema": {
+                        "type": "object", "properties": { "id": { "type": "string" }, "duplicate": { "type": "boolean" } }
+                    } } } } }
+                },
+                "get": {
+                    "summary": "Recent asynchronous invocations, newest first",
+                    "parameters": [{ "name": "limit", "in": "query", "schema": { "type": "integer", "default": 20 } }],
+                    "responses": { "200": { "description": "{\"invocations\": [Invocation]}" } }
+                }
+            },
+            "/v1/invocations/{id}": {
+                "get": {
+                    "summary": "One asynchronous invocation",
+                    "parameters": [{ "name": "id", "in": "path", "required": true, "schema": { "type": "string" } }],
+                    "responses": { "200": { "description": "Status (queued, running, failed, succeeded, dead), attempts, request, result or error" } }
+                }
+            },
+            "/v1/functions/{name}/dlq": {
+                "parameters": [name_param()],
+                "get": { "summary": "The function's dead-letter queue", "responses": { "200": { "description": "{\"entries\": [Invocation]}" } } }
+            },
+            "/v1/functions/{name}/dlq/redrive": {
+                "parameters": [name_param()],
+                "post": { "summary": "Queue dead invocations again (body {\"ids\": [...]}, or empty for all)", "responses": { "200": { "description": "{\"count\": n}" } } }
+            },
+            "/v1/functions/{name}/dlq/purge": {
+                "parameters": [name_param()],
+                "post": { "summary": "Delete dead invocations (body {\"ids\": [...]}, or empty for all)", "responses": { "200": { "description": "{\"count\": n}" } } }
+            },
+            "/v1/queues": { "get": { "summary": "Built-in queues with counts and consumers", "responses": { "200": { "description": "{\"queues\": [...]}" } } } },
+            "/v1/queues/{queue}/messages": {
+                "post": {
+                    "summary": "Send a message (202 once on disk)",
+                    "parameters": [{ "name": "queue", "in": "path", "required": true, "schema": { "type": "string" } }],
+                    "requestBody": { "content": { "*/*": { "schema": { "type": "string", "format": "binary" } } } },
+                    "responses": { "202": { "description": "{\"id\": \"...\"}" } }
+                }
+            },
+            "/v1/queues/{queue}/dlq": {
+                "get": {
+                    "summary": "A queue's dead-letter queue",
+                    "parameters": [{ "name": "queue", "in": "path", "required": true, "schema": { "type": "string" } }],
+                    "responses": { "200": { "description": "{\"messages\": [...]}" } }
+                }
+            },
+            "/v1/queues/{queue}/dlq/redrive": {
+                "post": {
+                    "summary": "Deliver a queue's dead messages again",
+                    "parameters": [{ "name": "queue", "in": "path", "required": true, "schema": { "type": "string" } }],
+                    "responses": { "200": { "description": "{\"count\": n}" } }
+                }
+            },
             "/v1/openapi.json": { "get": { "summary": "This document", "responses": { "200": { "description": "OpenAPI 3.1" } } } },
             "/metrics": { "get": { "summary": "Prometheus metrics", "security": [], "responses": { "200": { "description": "Text exposition format 0.0.4" } } } },
             "/healthz": { "get": { "summary": "Liveness", "security": [], "responses": { "200": { "description": "ok" } } } }
@@ -175,6 +234,15 @@ mod tests {
             "/v1/functions/{name}/invoke",
             "/v1/functions/{name}/logs",
             "/v1/openapi.json",
+            "/v1/functions/{name}/invocations",
+            "/v1/invocations/{id}",
+            "/v1/functions/{name}/dlq",
+            "/v1/functions/{name}/dlq/redrive",
+            "/v1/functions/{name}/dlq/purge",
+            "/v1/queues",
+            "/v1/queues/{queue}/messages",
+            "/v1/queues/{queue}/dlq",
+            "/v1/queues/{queue}/dlq/redrive",
             "/metrics",
             "/healthz",
         ] {
