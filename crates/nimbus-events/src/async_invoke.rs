@@ -62,6 +62,9 @@ pub struct AsyncInvoker {
 /// How many due invocations the dispatcher claims from one function at a time.
 const CLAIM_BATCH: usize = 64;
 
+/// How often the dispatcher looks for work of functions no longer deployed.
+const SWEEP_INTERVAL_MS: i64 = 5_000;
+
 impl AsyncInvoker {
     pub fn new(queue: Arc<AsyncQueue>, scheduler: Arc<Scheduler>, retry: RetryPolicy) -> Arc<Self> {
         Arc::new(Self {
@@ -141,26 +144,34 @@ impl AsyncInvoker {
     /// queued for the next start.
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
         let mut turn = 0usize;
+        let mut last_sweep = 0i64;
         loop {
             let now = now_ms();
-            let queue = self.queue.clone();
-            let due = tokio::task::spawn_blocking(move || queue.due_functions(now)).await;
-            let (mut functions, next_due) = match due {
-                Ok(Ok(due)) => due,
-                Ok(Err(e)) => {
-                    tracing::error!("async dispatcher cannot read the queue: {e}");
-                    (Vec::new(), Some(now + 1000))
-                }
-                Err(_) => return,
-            };
+            // Deployed functions in turn, so that one busy function does not
+            // starve the others.
+            let mut functions: Vec<String> = self.scheduler.table().functions().map(|f| f.name().to_string()).collect();
+            functions.sort();
             if !functions.is_empty() {
                 let n = functions.len();
                 functions.rotate_left(turn % n);
                 turn = turn.wrapping_add(1);
             }
-            for name in functions {
-                self.claim_and_start(&name, now).await;
+            // Now and then, also work whose function is gone: it is buried.
+            if now - last_sweep > SWEEP_INTERVAL_MS {
+                last_sweep = now;
+                if let Some(all) = self.blocking(move |q| q.functions_with_due_work(now)).await {
+                    let table = self.scheduler.table();
+                    let gone = |f: &String| FunctionName::parse(f).ok().is_none_or(|n| table.get(&n).is_none());
+                    functions.extend(all.into_iter().filter(gone));
+                }
             }
+            for name in functions {
+                let owned = name.clone();
+                if self.blocking(move |q| q.has_due(&owned, now)).await == Some(true) {
+                    self.claim_and_start(&name, now).await;
+                }
+            }
+            let next_due = self.blocking(move |q| q.next_due_after(now)).await.flatten();
             let wait = next_due
                 .map(|t| Duration::from_millis((t - now_ms()).clamp(1, 1000) as u64))
                 .unwrap_or(Duration::from_secs(1));

@@ -164,7 +164,13 @@ CREATE TABLE IF NOT EXISTS async_invocations (
     last_error TEXT,
     finished_at_ms INTEGER
 );
-CREATE INDEX IF NOT EXISTS async_due ON async_invocations (status, next_attempt_at_ms);
+DROP INDEX IF EXISTS async_due;
+-- Only pending work is indexed for the dispatcher: claims read the rows they
+-- take, in order, however large the backlog.
+CREATE INDEX IF NOT EXISTS async_pending_by_function ON async_invocations (function, next_attempt_at_ms)
+    WHERE status IN ('queued', 'failed');
+CREATE INDEX IF NOT EXISTS async_pending ON async_invocations (next_attempt_at_ms)
+    WHERE status IN ('queued', 'failed');
 CREATE INDEX IF NOT EXISTS async_by_function ON async_invocations (function, status);
 CREATE TABLE IF NOT EXISTS queue_messages (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -261,9 +267,9 @@ impl AsyncQueue {
         let db = self.db();
         let mut stmt = db.prepare_cached(&format!(
             "UPDATE async_invocations SET status = 'running'
-             WHERE id IN (SELECT id FROM async_invocations
+             WHERE id IN (SELECT id FROM async_invocations INDEXED BY async_pending_by_function
                           WHERE function = ?1 AND status IN ('queued', 'failed') AND next_attempt_at_ms <= ?2
-                          ORDER BY next_attempt_at_ms, created_at_ms LIMIT ?3)
+                          ORDER BY next_attempt_at_ms LIMIT ?3)
              RETURNING {COLUMNS}"
         ))?;
         let mut claimed =
@@ -272,20 +278,35 @@ impl AsyncQueue {
         Ok(claimed)
     }
 
-    /// Functions with due work, and the earliest time any work becomes due.
-    pub fn due_functions(&self, now: i64) -> Result<(Vec<String>, Option<i64>)> {
+    /// Whether `function` has work due by `now`.
+    pub fn has_due(&self, function: &str, now: i64) -> Result<bool> {
         let db = self.db();
         let mut stmt = db.prepare_cached(
-            "SELECT DISTINCT function FROM async_invocations
-             WHERE status IN ('queued', 'failed') AND next_attempt_at_ms <= ?1",
+            "SELECT EXISTS (SELECT 1 FROM async_invocations INDEXED BY async_pending_by_function
+                            WHERE function = ?1 AND status IN ('queued', 'failed') AND next_attempt_at_ms <= ?2)",
         )?;
-        let due = stmt.query_map([now], |r| r.get(0))?.collect::<rusqlite::Result<Vec<String>>>()?;
-        let next: Option<i64> = db.query_row(
-            "SELECT MIN(next_attempt_at_ms) FROM async_invocations WHERE status IN ('queued', 'failed') AND next_attempt_at_ms > ?1",
+        Ok(stmt.query_row(params![function, now], |r| r.get(0))?)
+    }
+
+    /// The earliest time any pending work becomes due after `now`.
+    pub fn next_due_after(&self, now: i64) -> Result<Option<i64>> {
+        Ok(self.db().query_row(
+            "SELECT MIN(next_attempt_at_ms) FROM async_invocations INDEXED BY async_pending
+             WHERE status IN ('queued', 'failed') AND next_attempt_at_ms > ?1",
             [now],
             |r| r.get(0),
+        )?)
+    }
+
+    /// Functions with due work, found by scanning all of it: for the
+    /// occasional sweep of work whose function is no longer deployed.
+    pub fn functions_with_due_work(&self, now: i64) -> Result<Vec<String>> {
+        let db = self.db();
+        let mut stmt = db.prepare_cached(
+            "SELECT DISTINCT function FROM async_invocations INDEXED BY async_pending_by_function
+             WHERE status IN ('queued', 'failed') AND next_attempt_at_ms <= ?1",
         )?;
-        Ok((due, next))
+        Ok(stmt.query_map([now], |r| r.get(0))?.collect::<rusqlite::Result<Vec<String>>>()?)
     }
 
     /// Records an attempt and what follows from it: done (`Succeeded` or
@@ -603,8 +624,9 @@ mod tests {
         assert_eq!(stored.request.body, b"x");
         assert_eq!(stored.request.headers, vec![("a".to_string(), "b".to_string())]);
 
-        let (due, _) = q.due_functions(now_ms()).unwrap();
-        assert_eq!(due, ["f"]);
+        assert_eq!(q.functions_with_due_work(now_ms()).unwrap(), ["f"]);
+        assert!(q.has_due("f", now_ms()).unwrap());
+        assert!(!q.has_due("g", now_ms()).unwrap());
         let claimed = q.claim_due("f", now_ms(), 1).unwrap();
         assert_eq!(claimed.len(), 1);
         assert_eq!(q.get(&claimed[0].id).unwrap().unwrap().status, AsyncStatus::Running);

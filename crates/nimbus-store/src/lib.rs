@@ -79,10 +79,23 @@ pub struct Store {
 
 pub(crate) fn open_connection(path: &Path) -> Result<Connection> {
     let conn = Connection::open(path)?;
-    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    // SQLite's own busy handler sleeps in steps of up to 100 ms; writers here
+    // hold the lock for a commit at most, so retry in fine steps instead.
+    conn.busy_handler(Some(retry_when_busy))?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     Ok(conn)
+}
+
+/// Waits for another connection's write to finish: 50 µs steps growing to
+/// 1 ms, for up to about 10 s, then reports the database as busy.
+fn retry_when_busy(attempt: i32) -> bool {
+    if attempt > 10_050 {
+        return false;
+    }
+    let micros = (50 * (attempt as u64 + 1)).min(1000);
+    std::thread::sleep(std::time::Duration::from_micros(micros));
+    true
 }
 
 impl Store {
