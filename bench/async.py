@@ -41,6 +41,7 @@ LIGHT_LOAD_COUNT = 200
 LIGHT_LOAD_RATE = 50.0  # submissions per second
 ACCEPT_PATH = "/v1/functions/hello/invocations?method=GET&path=/hello"
 INVOKE_PATH = "/v1/functions/hello/invoke?method=GET&path=/hello"
+QUEUE_SEND_PATH = "/v1/queues/bench-jobs/messages"
 BODY = '{"bench": "async", "n": 1}'
 DRAIN_TIMEOUT_S = float(os.environ.get("BENCH_DRAIN_TIMEOUT", "600"))
 
@@ -389,6 +390,33 @@ def main():
         print(f"light load: {LIGHT_LOAD_COUNT} submissions at ~{LIGHT_LOAD_RATE:.0f}/s ...", flush=True)
         e2e = end_to_end(api)
         sync_rtt = sync_latency(api)
+
+        # (4) queue throughput: durable sends, then a consumer with batches of 10
+        print(f"wrk -t1 -c{CONNECTIONS} -d{DURATION}: queue sends ...", flush=True)
+        sends = wrk(control, QUEUE_SEND_PATH)
+        check("queue sends", sends)
+        consumer = os.path.join(work, "consumer")
+        os.makedirs(consumer)
+        shutil.copy(HELLO, os.path.join(consumer, "hello.wasm"))
+        with open(os.path.join(consumer, "nimbus.toml"), "w") as f:
+            f.write('name = "consumer"\nruntime = "wasm"\ncomponent = "hello.wasm"\n'
+                    '[[queue]]\nname = "bench-jobs"\nbatch_size = 10\nmax_concurrency = 4\n')
+        consume_started = time.perf_counter()
+        deploy(api_port, consumer)
+        deadline = time.time() + DRAIN_TIMEOUT_S
+        while True:
+            queues = api.json("GET", "/v1/queues")["queues"]
+            q = next((q for q in queues if q["name"] == "bench-jobs"), None)
+            if q and q["ready"] == 0 and q["in_flight"] == 0:
+                break
+            if time.time() > deadline:
+                raise SystemExit(f"the queue did not drain within {DRAIN_TIMEOUT_S} s: {q}")
+            time.sleep(0.25)  # /v1/queues counts every message: poll gently
+        consume_s = time.perf_counter() - consume_started
+        queue_result = {
+            "sent": sends["requests"], "dead": q["dead"], "consume_s": consume_s,
+            "messages_per_s": sends["requests"] / consume_s,
+        }
     finally:
         stop(proc)
         shutil.rmtree(work, ignore_errors=True)
@@ -426,7 +454,13 @@ def main():
     print(f"{'(d) sync invoke round trip':<34}p50 {sync_rtt['p50_ms']:7.3f} ms  p99 {sync_rtt['p99_ms']:7.3f} ms  "
           f"max {sync_rtt['max_ms']:7.3f} ms  (client, sequential, keep-alive)")
 
-    for r in (sync, accepts):
+    wrk_row("(e) queue sends (202)", sends)
+    qr = queue_result
+    print(f"{'    consumed, batches of 10':<34}{qr['messages_per_s']:>10,.0f} msg/s  ({qr['sent']:,} messages in "
+          f"{qr['consume_s']:.2f} s, {qr['dead']} dead; beside async drain {drain['backlog_per_drain_s']:,.0f} "
+          f"invocations/s: x{qr['messages_per_s'] / drain['backlog_per_drain_s']:.1f})")
+
+    for r in (sync, accepts, sends):
         for k in ("raw", "started", "ended", "last_body"):
             r.pop(k)
     json.dump({
@@ -436,6 +470,7 @@ def main():
         "aim_accepts_per_s": AIM_ACCEPTS_PER_S, "aim_reached": reached,
         "drain": drain, "light_load": {"count": LIGHT_LOAD_COUNT, "rate_per_s": LIGHT_LOAD_RATE, **e2e},
         "sync_round_trip": sync_rtt,
+        "queue_sends": sends, "queue_consumption": queue_result,
     }, open(os.path.join(ROOT, "target/bench-async.json"), "w"), indent=2)
     if not reached:
         print(f"note: below the aim of {AIM_ACCEPTS_PER_S:,} durable accepts/s", file=sys.stderr)

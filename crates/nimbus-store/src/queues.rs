@@ -76,25 +76,51 @@ impl AsyncQueue {
         let now = now_ms();
         let mut db = self.db();
         let tx = db.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        tx.execute(
-            "UPDATE queue_messages SET dead = 1,
-               last_error = COALESCE(last_error, 'not processed') || ' (received ' || receive_count || ' times)'
-             WHERE queue = ?1 AND dead = 0 AND visible_at_ms <= ?2 AND receive_count >= ?3",
-            params![queue, now, options.max_receive],
-        )?;
-        let messages = {
-            let mut stmt = tx.prepare_cached(
-                "UPDATE queue_messages SET visible_at_ms = ?3, receive_count = receive_count + 1
-                 WHERE id IN (SELECT id FROM queue_messages WHERE queue = ?1 AND dead = 0 AND visible_at_ms <= ?2
-                              ORDER BY id LIMIT ?4)
-                 RETURNING id, queue, body, sent_at_ms, receive_count, last_error",
+        let mut messages = Vec::with_capacity(options.max_messages);
+        {
+            // In index order (visible since, then id): reads only the rows it takes.
+            let mut candidates = tx.prepare_cached(
+                "SELECT id, queue, body, sent_at_ms, receive_count, last_error FROM queue_messages INDEXED BY queue_ready
+                 WHERE queue = ?1 AND dead = 0 AND visible_at_ms <= ?2 ORDER BY visible_at_ms, id LIMIT ?3",
             )?;
-            let mut v = stmt
-                .query_map(params![queue, now, now + options.visibility_timeout_ms, options.max_messages as i64], read)?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
-            v.sort_by_key(|m| m.id.parse::<i64>().unwrap_or(0));
-            v
-        };
+            let mut bury = tx.prepare_cached(
+                "UPDATE queue_messages SET dead = 1,
+                   last_error = COALESCE(last_error, 'not processed') || ' (received ' || receive_count || ' times)'
+                 WHERE id = ?1",
+            )?;
+            let mut take = tx.prepare_cached(
+                "UPDATE queue_messages SET visible_at_ms = ?2, receive_count = receive_count + 1 WHERE id = ?1",
+            )?;
+            // Dead letters found on the way do not shrink the batch much:
+            // look a little further, a bounded number of times.
+            for _ in 0..4 {
+                let want = options.max_messages - messages.len();
+                if want == 0 {
+                    break;
+                }
+                let rows = candidates
+                    .query_map(params![queue, now, want as i64], read)?
+                    .collect::<rusqlite::Result<Vec<_>>>()?;
+                let mut buried = 0;
+                for mut m in rows {
+                    let id: i64 = m.id.parse().unwrap_or(-1);
+                    if messages.iter().any(|taken: &QueueMessage| taken.id == m.id) {
+                        continue;
+                    }
+                    if m.receive_count >= options.max_receive {
+                        bury.execute([id])?;
+                        buried += 1;
+                    } else {
+                        take.execute(params![id, now + options.visibility_timeout_ms])?;
+                        m.receive_count += 1;
+                        messages.push(m);
+                    }
+                }
+                if buried == 0 {
+                    break;
+                }
+            }
+        }
         tx.commit()?;
         Ok(messages)
     }
