@@ -100,7 +100,7 @@ pub(crate) async fn get_invocation(State(api): State<Api>, Path(id): Path<String
 }
 
 #[derive(Deserialize)]
-pub(crate) struct DlqQuery {
+pub(crate) struct LimitQuery {
     limit: Option<u32>,
 }
 
@@ -108,7 +108,7 @@ pub(crate) struct DlqQuery {
 pub(crate) async fn list(
     State(api): State<Api>,
     Path(name): Path<String>,
-    Query(q): Query<DlqQuery>,
+    Query(q): Query<LimitQuery>,
 ) -> Result<Response, ApiError> {
     let queue = invoker(&api)?.queue().clone();
     let name = parse_name(&name)?.to_string();
@@ -121,7 +121,7 @@ pub(crate) async fn list(
 pub(crate) async fn list_dead(
     State(api): State<Api>,
     Path(name): Path<String>,
-    Query(q): Query<DlqQuery>,
+    Query(q): Query<LimitQuery>,
 ) -> Result<Response, ApiError> {
     let queue = invoker(&api)?.queue().clone();
     let name = parse_name(&name)?.to_string();
@@ -230,7 +230,7 @@ pub(crate) async fn list_queues(State(api): State<Api>) -> Result<Response, ApiE
 pub(crate) async fn queue_dead(
     State(api): State<Api>,
     Path(queue): Path<String>,
-    Query(q): Query<DlqQuery>,
+    Query(q): Query<LimitQuery>,
 ) -> Result<Response, ApiError> {
     let store = invoker(&api)?.queue().clone();
     let queue = parse_queue(&queue)?;

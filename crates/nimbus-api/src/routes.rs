@@ -237,7 +237,7 @@ pub(crate) fn call_target(
     let method = http::Method::from_bytes(method.as_bytes()).map_err(|_| {
         ApiError(PlatformError::new(ErrorCode::BadRequest, format!("method={method}: not an HTTP method")))
     })?;
-    let path = query.path.clone().unwrap_or_else(|| default_path(spec));
+    let path = query.path.clone().unwrap_or_else(|| spec.default_path());
     if !path.starts_with('/') || path.parse::<http::uri::PathAndQuery>().is_err() {
         return Err(ApiError(PlatformError::new(
             ErrorCode::BadRequest,
@@ -249,16 +249,6 @@ pub(crate) fn call_target(
         forwarded.append(k.clone(), v.clone());
     }
     Ok((method, path, forwarded))
-}
-
-/// The path an invoke without `path=` uses: the function's first route
-/// (a prefix route's prefix itself), or `/`.
-fn default_path(spec: &nimbus_core::FunctionSpec) -> String {
-    match spec.routes.first().map(|r| &r.route) {
-        Some(nimbus_core::RoutePattern::Exact(p)) => p.clone(),
-        Some(nimbus_core::RoutePattern::Prefix(p)) if !p.is_empty() => p.clone(),
-        _ => "/".to_owned(),
-    }
 }
 
 #[derive(Deserialize)]

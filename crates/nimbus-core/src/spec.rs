@@ -57,6 +57,19 @@ impl QueueBinding {
     };
 }
 
+impl FunctionSpec {
+    /// The path a call that names no path is delivered to (API invokes,
+    /// schedules, queues, destinations): the first route (a prefix route's
+    /// prefix itself), or `/`.
+    pub fn default_path(&self) -> String {
+        match self.routes.first().map(|r| &r.route) {
+            Some(RoutePattern::Exact(p)) => p.clone(),
+            Some(RoutePattern::Prefix(p)) if !p.is_empty() => p.clone(),
+            _ => "/".to_owned(),
+        }
+    }
+}
+
 /// One `[[schedule]]`: when, in which time zone, with which body.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ScheduleSpec {

@@ -355,9 +355,10 @@ impl AsyncInvoker {
         });
         let result = match destination {
             Destination::Function(target) => {
+                let path = self.scheduler.table().get(target).map(|f| f.record.spec.default_path());
                 let request = StoredRequest {
                     method: "POST".into(),
-                    path: "/".into(),
+                    path: path.unwrap_or_else(|| "/".to_owned()),
                     headers: vec![("content-type".into(), "application/json".into())],
                     body: payload.to_string().into_bytes(),
                 };

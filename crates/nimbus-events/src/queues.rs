@@ -142,7 +142,7 @@ async fn deliver(
     messages: Vec<QueueMessage>,
 ) {
     let ids: Vec<String> = messages.iter().map(|m| m.id.clone()).collect();
-    let path = crate::schedules::function_path(&function);
+    let path = function.record.spec.default_path();
     let request = http::Request::builder()
         .method("POST")
         .uri(path.as_str())

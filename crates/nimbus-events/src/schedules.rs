@@ -156,17 +156,7 @@ impl ScheduleRunner {
 }
 
 fn default_path(scheduler: &nimbus_scheduler::Scheduler, function: &FunctionName) -> String {
-    scheduler.table().get(function).map(|f| function_path(f)).unwrap_or_else(|| "/".to_owned())
-}
-
-/// The path an event is delivered to: the function's first route (a prefix
-/// route's prefix itself), or `/`.
-pub(crate) fn function_path(function: &nimbus_scheduler::DeployedFunction) -> String {
-    match function.record.spec.routes.first().map(|r| r.route.clone()) {
-        Some(nimbus_core::RoutePattern::Exact(p)) => p,
-        Some(nimbus_core::RoutePattern::Prefix(p)) if !p.is_empty() => p,
-        _ => "/".to_owned(),
-    }
+    scheduler.table().get(function).map(|f| f.record.spec.default_path()).unwrap_or_else(|| "/".to_owned())
 }
 
 /// Ticks strictly after `from` and up to `to`, counted up to a bound.
