@@ -261,3 +261,18 @@ async fn accepted_invocations_survive_sigkill_of_the_node() {
     }
     assert_eq!(seen.len(), accepted.len(), "an accepted invocation went missing");
 }
+
+#[tokio::test]
+async fn a_graceful_stop_lets_running_attempts_finish_and_record_their_outcome() {
+    let scratch = TempDir::new("drain");
+    let data = scratch.path().join("data");
+    let mut node = Node::start_in(&data, &[]);
+    node.deploy_probe(&scratch, "slow", "");
+    let id = submit(&node, "slow", "/sleep?ms=1000", "x", None).await["id"].as_str().unwrap().to_string();
+    wait_status(&node, &id, "running", Duration::from_secs(30)).await;
+    assert!(node.stop().success());
+    let node = Node::start_in(&data, &[]);
+    let v = invocation(&node, &id).await;
+    assert_eq!(v["status"], "succeeded", "{v:#}");
+    assert_eq!(v["attempts"].as_array().unwrap().len(), 1, "the attempt ran again: {v:#}");
+}

@@ -185,3 +185,21 @@ async fn hostile_guests_do_not_slow_the_node_to_a_halt() {
         assert_eq!(l.await.unwrap().unwrap().status, 504);
     }
 }
+
+#[tokio::test]
+async fn a_redeploy_keeps_counting_requests_still_running_on_the_old_version() {
+    let (node, scratch) = node_with_probe("max_concurrency = 1", &[]);
+    let gateway = node.gateway_client();
+    let slow = tokio::spawn(async move { gateway.request(Method::GET, "/sleep?ms=1500", &[], Bytes::new()).await });
+    let api = node.api_client();
+    wait_for(Duration::from_secs(10), "the slow request to run", || async {
+        let r = api.request(Method::GET, "/v1/functions/p", &[], Bytes::new()).await.unwrap();
+        serde_json::from_slice::<serde_json::Value>(&r.body).unwrap()["in_flight"] == 1
+    })
+    .await;
+    node.deploy_probe(&scratch, "p", "max_concurrency = 1\nenv = { VERSION = \"2\" }\n[[http]]\nroute = \"/*\"");
+    let r = node.get("/counter").await;
+    assert_eq!(r.status, 429, "the old version's request no longer counted: {}", r.body);
+    assert_eq!(slow.await.unwrap().unwrap().status, 200);
+    assert_eq!(node.get("/counter").await.status, 200);
+}

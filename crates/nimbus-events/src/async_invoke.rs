@@ -127,6 +127,19 @@ impl AsyncInvoker {
         &self.queue_activity
     }
 
+    /// Waits until no attempt is running, up to `limit`; for shutdown, after
+    /// [`Self::run`] stopped claiming. Returns how many were still running.
+    pub async fn wait_idle(&self, limit: Duration) -> usize {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let running: usize = self.claimed.lock().unwrap_or_else(|e| e.into_inner()).values().sum();
+            if running == 0 || tokio::time::Instant::now() >= deadline {
+                return running;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     /// Wakes the dispatcher (after a redrive, say).
     pub fn nudge(&self) {
         self.wake.notify_one();

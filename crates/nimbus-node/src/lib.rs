@@ -117,7 +117,7 @@ pub async fn run(config: NodeConfig, shutdown: CancellationToken) -> anyhow::Res
     let router = nimbus_api::router(functions, Some(invoker.clone()), api_config);
     let schedules = tokio::spawn(ScheduleRunner::new(invoker.clone(), scheduler.clone()).run(shutdown.clone()));
     let consumers = tokio::spawn(QueueConsumers::new(invoker.clone(), scheduler.clone()).run(shutdown.clone()));
-    let dispatcher = tokio::spawn(invoker.run(shutdown.clone()));
+    let dispatcher = tokio::spawn(invoker.clone().run(shutdown.clone()));
     let api_shutdown = shutdown.clone();
     let api_task = tokio::spawn(async move {
         axum::serve(api_listener, router).with_graceful_shutdown(api_shutdown.cancelled_owned()).await
@@ -127,6 +127,14 @@ pub async fn run(config: NodeConfig, shutdown: CancellationToken) -> anyhow::Res
     tracing::info!("shutting down: finishing requests in flight");
     let _ = gateway_task.await;
     let _ = dispatcher.await;
+    // Attempts already running finish (and record their outcome); any still
+    // running after the drain period run again after a restart.
+    let unfinished = invoker.wait_idle(config.drain).await;
+    if unfinished > 0 {
+        tracing::warn!(
+            "{unfinished} asynchronous attempts still running at shutdown; they will run again after a restart"
+        );
+    }
     let _ = schedules.await;
     let _ = consumers.await;
     match tokio::time::timeout(config.drain, api_task).await {

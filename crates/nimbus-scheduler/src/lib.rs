@@ -79,7 +79,13 @@ impl Scheduler {
     pub fn install(&self, record: FunctionRecord, component: CompiledComponent) -> Result<(), RouteConflict> {
         let metrics = self.metrics.function(record.spec.name.as_str());
         let env = record.spec.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-        let admission = Arc::new(Semaphore::new(record.spec.limits.max_concurrency as usize));
+        // A redeploy with the same max_concurrency keeps the admission slots,
+        // so requests still running on the old version count against the new.
+        let max = record.spec.limits.max_concurrency;
+        let admission = match self.table.load().get(&record.spec.name) {
+            Some(old) if old.record.spec.limits.max_concurrency == max => old.admission.clone(),
+            _ => Arc::new(Semaphore::new(max as usize)),
+        };
         let function = Arc::new(DeployedFunction { record, component, env, admission, metrics });
         let mut result = Ok(());
         self.table.rcu(|table| match table.with(function.clone()) {
