@@ -11,7 +11,7 @@ use nimbus_events::AsyncInvoker;
 use nimbus_store::{AsyncRecord, StoredRequest, format_rfc3339};
 use serde::Deserialize;
 
-use crate::routes::{Api, ApiError, InvokeQuery, call_target, internal, not_deployed, parse_name, read_body};
+use crate::routes::{Api, ApiError, InvokeQuery, call_target, deployed, internal, parse_name, read_body};
 use crate::types::{
     AsyncAccepted, AttemptView, DeadLetterCount, DeadLetterSelection, DeadLetters, DeadMessage, DeadMessages,
     IDEMPOTENCY_KEY_HEADER, InvocationList, InvocationView, QueueInfo, QueueList, QueueSent,
@@ -62,8 +62,7 @@ pub(crate) async fn submit(
     body: Body,
 ) -> Result<Response, ApiError> {
     let invoker = invoker(&api)?;
-    let name = parse_name(&name)?;
-    let function = api.functions.scheduler().table().get(&name).cloned().ok_or_else(|| not_deployed(&name))?;
+    let (name, function) = deployed(&api, &name)?;
     let payload = read_body(&headers, body, api.config.max_body_bytes).await?;
     let (method, path, forwarded) = call_target(&query, &headers, &function.record.spec)?;
     let key = headers.get(IDEMPOTENCY_KEY_HEADER).and_then(|v| v.to_str().ok()).map(str::to_owned);

@@ -19,6 +19,7 @@ use serde::Deserialize;
 use crate::types::{DURATION_HEADER, FunctionList, LogEntry, LogPage};
 use crate::{FunctionService, async_routes};
 use nimbus_events::AsyncInvoker;
+use nimbus_scheduler::DeployedFunction;
 
 #[derive(Clone, Debug)]
 pub struct ApiConfig {
@@ -122,6 +123,13 @@ pub(crate) fn parse_name(name: &str) -> Result<FunctionName, ApiError> {
     FunctionName::parse(name).map_err(|e| ApiError(PlatformError::new(ErrorCode::BadRequest, e.to_string())))
 }
 
+/// The deployed function a path names, or the error to answer.
+pub(crate) fn deployed(api: &Api, name: &str) -> Result<(FunctionName, Arc<DeployedFunction>), ApiError> {
+    let name = parse_name(name)?;
+    let function = api.functions.scheduler().table().get(&name).cloned().ok_or_else(|| not_deployed(&name))?;
+    Ok((name, function))
+}
+
 pub(crate) fn not_deployed(name: &FunctionName) -> ApiError {
     ApiError(PlatformError::new(ErrorCode::NotFound, format!("function {name} is not deployed")))
 }
@@ -151,10 +159,8 @@ async fn list(State(api): State<Api>) -> axum::Json<FunctionList> {
 }
 
 async fn show(State(api): State<Api>, Path(name): Path<String>) -> Result<Response, ApiError> {
-    let name = parse_name(&name)?;
-    let table = api.functions.scheduler().table();
-    let function = table.get(&name).ok_or_else(|| not_deployed(&name))?;
-    Ok(axum::Json(crate::functions::info(function)).into_response())
+    let (_, function) = deployed(&api, &name)?;
+    Ok(axum::Json(crate::functions::info(&function)).into_response())
 }
 
 async fn remove(State(api): State<Api>, Path(name): Path<String>) -> Result<Response, ApiError> {
@@ -196,8 +202,7 @@ async fn invoke(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let name = parse_name(&name)?;
-    let function = api.functions.scheduler().table().get(&name).cloned().ok_or_else(|| not_deployed(&name))?;
+    let (name, function) = deployed(&api, &name)?;
     let payload = read_body(&headers, body, api.config.max_body_bytes).await?;
 
     let (method, path, forwarded) = call_target(&query, &headers, &function.record.spec)?;
