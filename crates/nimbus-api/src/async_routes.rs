@@ -8,7 +8,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use nimbus_core::{ErrorCode, PlatformError};
 use nimbus_events::AsyncInvoker;
-use nimbus_store::{AsyncRecord, StoredRequest, format_rfc3339};
+use nimbus_store::{AsyncQueue, AsyncRecord, StoredRequest, format_rfc3339};
 use serde::Deserialize;
 
 use crate::routes::{Api, ApiError, InvokeQuery, call_target, deployed, internal, parse_name, read_body};
@@ -21,6 +21,15 @@ fn invoker(api: &Api) -> Result<&Arc<AsyncInvoker>, ApiError> {
     api.invoker
         .as_ref()
         .ok_or_else(|| ApiError(PlatformError::new(ErrorCode::Unavailable, "asynchronous invocations are off")))
+}
+
+/// Runs a query on the durable queue off the async runtime.
+async fn on_queue<T: Send + 'static>(
+    api: &Api,
+    query: impl FnOnce(&AsyncQueue) -> Result<T, nimbus_store::StoreError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let queue = invoker(api)?.queue().clone();
+    tokio::task::spawn_blocking(move || query(&queue)).await.map_err(internal)?.map_err(internal)
 }
 
 pub(crate) fn view(r: AsyncRecord) -> InvocationView {
@@ -89,9 +98,8 @@ pub(crate) async fn submit(
 }
 
 pub(crate) async fn get_invocation(State(api): State<Api>, Path(id): Path<String>) -> Result<Response, ApiError> {
-    let queue = invoker(&api)?.queue().clone();
     let lookup = id.clone();
-    let record = tokio::task::spawn_blocking(move || queue.get(&lookup)).await.map_err(internal)?.map_err(internal)?;
+    let record = on_queue(&api, move |q| q.get(&lookup)).await?;
     match record {
         Some(r) => Ok(axum::Json(view(r)).into_response()),
         None => Err(ApiError(PlatformError::new(ErrorCode::NotFound, format!("no asynchronous invocation {id}")))),
@@ -109,11 +117,9 @@ pub(crate) async fn list(
     Path(name): Path<String>,
     Query(q): Query<LimitQuery>,
 ) -> Result<Response, ApiError> {
-    let queue = invoker(&api)?.queue().clone();
     let name = parse_name(&name)?.to_string();
     let limit = q.limit.unwrap_or(20).clamp(1, 1000);
-    let records =
-        tokio::task::spawn_blocking(move || queue.recent(&name, limit)).await.map_err(internal)?.map_err(internal)?;
+    let records = on_queue(&api, move |q| q.recent(&name, limit)).await?;
     Ok(axum::Json(InvocationList { invocations: records.into_iter().map(view).collect() }).into_response())
 }
 
@@ -122,13 +128,9 @@ pub(crate) async fn list_dead(
     Path(name): Path<String>,
     Query(q): Query<LimitQuery>,
 ) -> Result<Response, ApiError> {
-    let queue = invoker(&api)?.queue().clone();
     let name = parse_name(&name)?.to_string();
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
-    let records = tokio::task::spawn_blocking(move || queue.dead_letters(&name, limit))
-        .await
-        .map_err(internal)?
-        .map_err(internal)?;
+    let records = on_queue(&api, move |q| q.dead_letters(&name, limit)).await?;
     Ok(axum::Json(DeadLetters { entries: records.into_iter().map(view).collect() }).into_response())
 }
 
@@ -146,22 +148,17 @@ pub(crate) async fn redrive(
     Path(name): Path<String>,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let invoker = invoker(&api)?.clone();
     let name = parse_name(&name)?.to_string();
     let ids = selection(body).await?.ids;
-    let queue = invoker.queue().clone();
-    let count =
-        tokio::task::spawn_blocking(move || queue.redrive(&name, &ids)).await.map_err(internal)?.map_err(internal)?;
-    invoker.nudge();
+    let count = on_queue(&api, move |q| q.redrive(&name, &ids)).await?;
+    invoker(&api)?.nudge();
     Ok(axum::Json(DeadLetterCount { count }).into_response())
 }
 
 pub(crate) async fn purge(State(api): State<Api>, Path(name): Path<String>, body: Body) -> Result<Response, ApiError> {
-    let queue = invoker(&api)?.queue().clone();
     let name = parse_name(&name)?.to_string();
     let ids = selection(body).await?.ids;
-    let count =
-        tokio::task::spawn_blocking(move || queue.purge(&name, &ids)).await.map_err(internal)?.map_err(internal)?;
+    let count = on_queue(&api, move |q| q.purge(&name, &ids)).await?;
     Ok(axum::Json(DeadLetterCount { count }).into_response())
 }
 
@@ -190,9 +187,7 @@ fn parse_queue(name: &str) -> Result<String, ApiError> {
 
 /// `GET /v1/queues`: every queue with messages or consumers.
 pub(crate) async fn list_queues(State(api): State<Api>) -> Result<Response, ApiError> {
-    let queue = invoker(&api)?.queue().clone();
-    let depths =
-        tokio::task::spawn_blocking(move || queue.queue_depths()).await.map_err(internal)?.map_err(internal)?;
+    let depths = on_queue(&api, |q| q.queue_depths()).await?;
     let mut consumers: std::collections::BTreeMap<String, Vec<String>> = Default::default();
     for f in api.functions.scheduler().table().functions() {
         for q in &f.record.spec.queues {
@@ -231,13 +226,9 @@ pub(crate) async fn queue_dead(
     Path(queue): Path<String>,
     Query(q): Query<LimitQuery>,
 ) -> Result<Response, ApiError> {
-    let store = invoker(&api)?.queue().clone();
     let queue = parse_queue(&queue)?;
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
-    let dead = tokio::task::spawn_blocking(move || store.queue_dead_letters(&queue, limit))
-        .await
-        .map_err(internal)?
-        .map_err(internal)?;
+    let dead = on_queue(&api, move |q| q.queue_dead_letters(&queue, limit)).await?;
     let messages = dead
         .into_iter()
         .map(|m| DeadMessage {
@@ -253,11 +244,8 @@ pub(crate) async fn queue_dead(
 
 /// `POST /v1/queues/{queue}/dlq/redrive`.
 pub(crate) async fn queue_redrive(State(api): State<Api>, Path(queue): Path<String>) -> Result<Response, ApiError> {
-    let invoker = invoker(&api)?.clone();
     let queue = parse_queue(&queue)?;
-    let store = invoker.queue().clone();
-    let count =
-        tokio::task::spawn_blocking(move || store.redrive_queue(&queue)).await.map_err(internal)?.map_err(internal)?;
-    invoker.nudge_queues();
+    let count = on_queue(&api, move |q| q.redrive_queue(&queue)).await?;
+    invoker(&api)?.nudge_queues();
     Ok(axum::Json(DeadLetterCount { count }).into_response())
 }
