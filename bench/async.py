@@ -23,15 +23,13 @@ import math
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from datetime import datetime, timezone
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-NIMBUS = os.path.join(ROOT, "target/release/nimbus")
+from harness import NIMBUS, ROOT, deploy, free_port, nimbus_server, sh, start, stop, to_ms
 HELLO_DIR = os.path.join(ROOT, "examples/hello")
 HELLO = os.path.join(HELLO_DIR, "hello.wasm")
 DURATION = os.environ.get("BENCH_DURATION", "10s")
@@ -92,18 +90,10 @@ end
 """
 
 
-def sh(*args, **kw):
-    return subprocess.run(args, check=True, **kw)
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
-def to_ms(value, unit):
-    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
 
 
 def wrk(url, path):
@@ -155,34 +145,12 @@ def check(name, r):
         raise SystemExit(f"{name}: failed under load: " + "; ".join(problems) + f"\nwrk output:\n{r['raw']}")
 
 
-def start(args, ready_pattern):
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    for line in proc.stdout:
-        if re.search(ready_pattern, line):
-            return proc, line
-    proc.wait()
-    raise SystemExit(f"{args[0]} exited (status {proc.returncode}) before it was ready")
 
 
-def stop(proc):
-    if proc is None or proc.poll() is not None:
-        return
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
-def nimbus_server(data_dir, port, api_port):
-    return start([NIMBUS, "server", "--data-dir", data_dir, "--listen", f"127.0.0.1:{port}",
-                  "--api-listen", f"127.0.0.1:{api_port}"], r"^nimbus: ready")
 
 
-def deploy(api_port, path):
-    env = dict(os.environ, NIMBUS_API=f"http://127.0.0.1:{api_port}")
-    return subprocess.run([NIMBUS, "deploy", path], check=True, capture_output=True, text=True, env=env).stdout
 
 
 class Api:

@@ -19,22 +19,15 @@ import sys
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-NIMBUS = os.path.join(ROOT, "target/release/nimbus")
+from harness import NIMBUS, ROOT, deploy, free_port, nimbus_server, sh, start, stop, to_ms
 HYPER = os.path.join(ROOT, "target/release/hyper-hello")
 HELLO = os.path.join(ROOT, "examples/hello/hello.wasm")
 DURATION = os.environ.get("BENCH_DURATION", "10s")
 CONNECTIONS = [1, 32]
 
 
-def sh(*args, **kw):
-    return subprocess.run(args, check=True, **kw)
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_http(url, timeout=30.0):
@@ -50,8 +43,6 @@ def wait_http(url, timeout=30.0):
     raise SystemExit(f"{url} did not answer within {timeout}s")
 
 
-def to_ms(value, unit):
-    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
 
 def wrk(url, connections):
@@ -68,30 +59,12 @@ def wrk(url, connections):
     return {"rps": rps, "p50_ms": pct.get("50"), "p99_ms": pct.get("99")}
 
 
-def start(args, ready_pattern):
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    for line in proc.stdout:
-        if re.search(ready_pattern, line):
-            return proc, line
-    raise SystemExit(f"{args[0]} exited before it was ready")
 
 
-def stop(proc):
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
 
 
-def nimbus_server(data_dir, port, api_port):
-    return start([NIMBUS, "server", "--data-dir", data_dir, "--listen", f"127.0.0.1:{port}",
-                  "--api-listen", f"127.0.0.1:{api_port}"], r"^nimbus: ready")
 
 
-def deploy(api_port, path):
-    env = dict(os.environ, NIMBUS_API=f"http://127.0.0.1:{api_port}")
-    return subprocess.run([NIMBUS, "deploy", path], check=True, capture_output=True, text=True, env=env).stdout
 
 
 def first_response_after(url):
