@@ -24,6 +24,8 @@ fn main() -> std::process::ExitCode {
                     max_body_bytes: args.max_body_bytes,
                     max_instances: args.max_instances,
                     async_retry_base: std::time::Duration::from_millis(args.async_retry_base_ms),
+                    process_user: args.process_user,
+                    process_max_pids: args.process_max_pids,
                     ..nimbus_node::NodeConfig::default()
                 };
                 let shutdown = tokio_util::sync::CancellationToken::new();

@@ -13,7 +13,7 @@ mod openapi;
 mod routes;
 pub mod types;
 
-pub use archive::{ArchiveError, pack_function};
+pub use archive::{UploadError, pack_function};
 pub use functions::{DeployError, FunctionService};
 pub use routes::{ApiConfig, router};
 

@@ -214,10 +214,10 @@ async fn invoke(
     *request.headers_mut() = forwarded;
     request.headers_mut().insert(header::HOST, HeaderValue::from_static("localhost"));
 
-    let outcome = api.functions.scheduler().invoke(function, Invocation::new(name, request)).await;
+    let outcome = api.functions.scheduler().invoke(function, Invocation::new(name, request)).await.buffered().await;
     let request_id = outcome.request_id;
     let mut response = match outcome.result {
-        Ok(response) => response.map(Body::from),
+        Ok(response) => response.map(|body| Body::from(Bytes::copy_from_slice(body.as_bytes()))),
         Err(e) => e.to_response(Some(&request_id)).map(Body::from),
     };
     let h = response.headers_mut();

@@ -41,6 +41,20 @@ pub struct ServerArgs {
     /// ms; it doubles with each retry (with jitter), up to 5 minutes.
     #[arg(long, default_value_t = 1000)]
     pub async_retry_base_ms: u64,
+    /// Run process functions as UID:GID (e.g. 65534:65534) instead of the
+    /// node's own user. Their runtimes must be readable by that user.
+    #[arg(long, value_parser = parse_uid_gid)]
+    pub process_user: Option<(u32, u32)>,
+    /// Most processes and threads one process-function instance may start
+    /// (a fork bomb stops here).
+    #[arg(long, default_value_t = 1024)]
+    pub process_max_pids: u32,
+}
+
+fn parse_uid_gid(s: &str) -> Result<(u32, u32), String> {
+    let (uid, gid) = s.split_once(':').ok_or_else(|| format!("{s:?}: write UID:GID, e.g. 65534:65534"))?;
+    let number = |v: &str| v.parse::<u32>().map_err(|_| format!("{s:?}: write numeric UID:GID, e.g. 65534:65534"));
+    Ok((number(uid)?, number(gid)?))
 }
 
 #[derive(Args, Debug, Clone)]

@@ -85,7 +85,7 @@ async fn deploy(client: &ApiClient, path: &Path) -> anyhow::Result<()> {
     })?;
     // Checked here first so errors name the user's own file and line.
     let spec = nimbus_manifest::parse(&text, &manifest_path.display().to_string())?;
-    let archive = nimbus_api::pack_function(&text, &spec, &dir)?;
+    let archive = nimbus_api::pack_function(&text, &spec, &manifest_path, &dir)?;
     let response = client
         .request(
             Method::POST,

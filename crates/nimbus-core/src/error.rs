@@ -20,12 +20,16 @@ pub enum ErrorCode {
     FunctionCrashed,
     FunctionOutOfMemory,
     FunctionTimeout,
+    /// The function reported an error itself (Lambda Runtime API `/error`).
+    FunctionError,
+    /// The function's runtime failed to initialise.
+    FunctionInitError,
     Internal,
     Unavailable,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 14] = [
+    pub const ALL: [ErrorCode; 16] = [
         Self::BadRequest,
         Self::Unauthorized,
         Self::NotFound,
@@ -38,6 +42,8 @@ impl ErrorCode {
         Self::FunctionCrashed,
         Self::FunctionOutOfMemory,
         Self::FunctionTimeout,
+        Self::FunctionError,
+        Self::FunctionInitError,
         Self::Internal,
         Self::Unavailable,
     ];
@@ -56,6 +62,8 @@ impl ErrorCode {
             Self::FunctionCrashed => "function_crashed",
             Self::FunctionOutOfMemory => "function_out_of_memory",
             Self::FunctionTimeout => "function_timeout",
+            Self::FunctionError => "function_error",
+            Self::FunctionInitError => "function_init_error",
             Self::Internal => "internal",
             Self::Unavailable => "unavailable",
         }
@@ -75,7 +83,9 @@ impl ErrorCode {
             Self::Conflict => S::CONFLICT,
             Self::PayloadTooLarge => S::PAYLOAD_TOO_LARGE,
             Self::Throttled => S::TOO_MANY_REQUESTS,
-            Self::FunctionCrashed | Self::FunctionOutOfMemory => S::BAD_GATEWAY,
+            Self::FunctionCrashed | Self::FunctionOutOfMemory | Self::FunctionError | Self::FunctionInitError => {
+                S::BAD_GATEWAY
+            }
             Self::FunctionTimeout => S::GATEWAY_TIMEOUT,
             Self::Internal => S::INTERNAL_SERVER_ERROR,
             Self::Unavailable => S::SERVICE_UNAVAILABLE,
@@ -95,11 +105,35 @@ impl fmt::Display for ErrorCode {
 pub struct PlatformError {
     pub code: ErrorCode,
     pub message: String,
+    /// The error as the function reported it, for `function_error` and
+    /// `function_init_error`.
+    pub reported: Option<ReportedError>,
+}
+
+/// An error a function reported through the Lambda Runtime API.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReportedError {
+    /// `errorType`, from the JSON body or the `Lambda-Runtime-Function-Error-Type` header.
+    pub error_type: String,
+    pub error_message: String,
+    /// The error document as Lambda returns it to invokers:
+    /// `{"errorMessage":..,"errorType":..,"stackTrace":[..]}`.
+    pub body: bytes::Bytes,
 }
 
 impl PlatformError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self { code, message: message.into() }
+        Self { code, message: message.into(), reported: None }
+    }
+
+    /// A failure the function reported itself.
+    pub fn reported(code: ErrorCode, reported: ReportedError) -> Self {
+        let message = if reported.error_message.is_empty() {
+            reported.error_type.clone()
+        } else {
+            format!("{}: {}", reported.error_type, reported.error_message)
+        };
+        Self { code, message, reported: Some(reported) }
     }
 
     /// The JSON body every platform error is sent with:

@@ -11,12 +11,13 @@ mod name;
 mod request_id;
 mod spec;
 
-pub use error::{ERROR_CODE_HEADER, ErrorCode, PlatformError, RETRY_AFTER_SECS};
-pub use invocation::{CapturedOutput, Invocation, Outcome};
+pub use error::{ERROR_CODE_HEADER, ErrorCode, PlatformError, RETRY_AFTER_SECS, ReportedError};
+pub use invocation::{Body, CapturedOutput, Invocation, MAX_BUFFERED_STREAM_BYTES, Outcome, Trigger};
 pub use name::{FunctionName, InvalidName};
 pub use request_id::RequestId;
 pub use spec::{
-    AsyncConfig, Destination, FunctionSpec, HttpRoute, Limits, QueueBinding, RoutePattern, Runtime, ScheduleSpec,
+    AsyncConfig, Destination, FunctionSpec, HttpRoute, Limits, ProcessSpec, QueueBinding, RoutePattern, Runtime,
+    ScheduleSpec,
 };
 
 /// The header every gateway response carries, and every guest receives.

@@ -140,14 +140,48 @@ impl std::fmt::Display for Destination {
 pub enum Runtime {
     /// A wasi:http 0.2 component; `component` is relative to the manifest.
     Wasm { component: PathBuf },
+    /// A native program speaking the AWS Lambda Runtime API, one process per
+    /// instance, each running one invocation at a time.
+    Process(ProcessSpec),
 }
 
 impl Runtime {
     pub fn kind(&self) -> &'static str {
         match self {
             Runtime::Wasm { .. } => "wasm",
+            Runtime::Process(_) => "process",
         }
     }
+}
+
+/// How a native (Lambda Runtime API) function is started and kept.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessSpec {
+    /// The code directory, relative to the manifest; uploaded with the
+    /// deploy, it becomes `LAMBDA_TASK_ROOT` and the working directory.
+    pub code: PathBuf,
+    /// The program and its arguments, run in the code directory.
+    pub command: Vec<String>,
+    /// Exported to the runtime as `_HANDLER`.
+    pub handler: Option<String>,
+    /// Instances kept initialised at all times (provisioned concurrency).
+    pub min_instances: u32,
+    /// An idle instance above `min_instances` is stopped after this long.
+    pub idle_timeout_s: u64,
+}
+
+impl ProcessSpec {
+    pub const DEFAULT_COMMAND: &'static str = "./bootstrap";
+    pub const IDLE_TIMEOUT_S_RANGE: std::ops::RangeInclusive<u64> = 1..=86_400;
+    pub const DEFAULT_IDLE_TIMEOUT_S: u64 = 300;
+    /// Environment variables the platform sets and a manifest may not.
+    pub const RESERVED_ENV: [&'static str; 5] = [
+        "AWS_LAMBDA_RUNTIME_API",
+        "_HANDLER",
+        "LAMBDA_TASK_ROOT",
+        "AWS_LAMBDA_FUNCTION_NAME",
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+    ];
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

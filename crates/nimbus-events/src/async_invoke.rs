@@ -277,16 +277,26 @@ impl AsyncInvoker {
             }
         };
         let started_at_ms = now_ms();
-        let outcome = self.scheduler.invoke_when_admitted(function.clone(), invocation).await;
+        let outcome = self.scheduler.invoke_when_admitted(function.clone(), invocation).await.buffered().await;
         let (status, outcome_code, error, body) = match &outcome.result {
             Ok(response) if response.status().is_server_error() => (
                 response.status().as_u16(),
                 "function_error".to_owned(),
                 Some(format!("the function answered {}", response.status())),
-                Some(response.body().clone()),
+                Some(Bytes::copy_from_slice(response.body().as_bytes())),
             ),
-            Ok(response) => (response.status().as_u16(), "ok".to_owned(), None, Some(response.body().clone())),
-            Err(e) => (e.code.status().as_u16(), e.code.as_str().to_owned(), Some(e.message.clone()), None),
+            Ok(response) => (
+                response.status().as_u16(),
+                "ok".to_owned(),
+                None,
+                Some(Bytes::copy_from_slice(response.body().as_bytes())),
+            ),
+            Err(e) => (
+                e.code.status().as_u16(),
+                e.code.as_str().to_owned(),
+                Some(e.message.clone()),
+                e.reported.as_ref().map(|r| r.body.clone()),
+            ),
         };
         let attempt = Attempt {
             request_id: outcome.request_id.to_string(),

@@ -158,11 +158,11 @@ async fn deliver(
         messages.len(),
         messages.first().map(|m| format_rfc3339(m.sent_at_ms)).unwrap_or_default()
     ));
-    let outcome = scheduler.invoke_when_admitted(function, invocation).await;
+    let outcome = scheduler.invoke_when_admitted(function, invocation).await.buffered().await;
     let queue = invoker.queue().clone();
     let (done, failed, error): (Vec<String>, Vec<String>, Option<String>) = match &outcome.result {
         Ok(response) if !response.status().is_server_error() => {
-            let failures: Vec<String> = serde_json::from_slice::<BatchResponse>(response.body())
+            let failures: Vec<String> = serde_json::from_slice::<BatchResponse>(response.body().as_bytes())
                 .map(|r| r.failures.into_iter().map(|f| f.id).collect())
                 .unwrap_or_default();
             let (failed, done) = ids.into_iter().partition(|id| failures.contains(id));

@@ -15,7 +15,7 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use nimbus_core::{ErrorCode, Invocation, PlatformError, REQUEST_ID_HEADER, RequestId};
+use nimbus_core::{Body, ErrorCode, Invocation, PlatformError, REQUEST_ID_HEADER, RequestId, Trigger};
 use nimbus_scheduler::Scheduler;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -98,7 +98,7 @@ impl Gateway {
     }
 
     /// One gateway request, start to finish.
-    pub async fn handle(&self, req: hyper::Request<Incoming>) -> hyper::Response<Full<Bytes>> {
+    pub async fn handle(&self, req: hyper::Request<Incoming>) -> hyper::Response<ResponseBody> {
         let request_id = RequestId::generate();
         let table = self.scheduler.table();
         let route = match table.route(req.uri().path(), req.method().as_str()) {
@@ -135,7 +135,8 @@ impl Gateway {
         };
 
         let request = http::Request::from_parts(parts, body);
-        let invocation = Invocation::with_request_id(function.name().clone(), request_id, request);
+        let mut invocation = Invocation::with_request_id(function.name().clone(), request_id, request);
+        invocation.trigger = Trigger::Http;
         let outcome = self.scheduler.invoke(function, invocation).await;
         match outcome.result {
             Ok(response) => {
@@ -143,7 +144,7 @@ impl Gateway {
                 if let Ok(id) = http::HeaderValue::from_str(outcome.request_id.as_str()) {
                     parts.headers.insert(REQUEST_ID_HEADER, id);
                 }
-                hyper::Response::from_parts(parts, Full::new(body))
+                hyper::Response::from_parts(parts, ResponseBody::from(body))
             }
             Err(e) => error_response(&e, &outcome.request_id, false),
         }
@@ -159,11 +160,63 @@ fn too_large(limit: usize) -> PlatformError {
 
 /// A platform error as a response. `close` asks the client to close the
 /// connection: used when the request body was left unread.
-fn error_response(e: &PlatformError, request_id: &RequestId, close: bool) -> hyper::Response<Full<Bytes>> {
+fn error_response(e: &PlatformError, request_id: &RequestId, close: bool) -> hyper::Response<ResponseBody> {
     let response = e.to_response(Some(request_id));
     let (mut parts, body) = response.into_parts();
     if close {
         parts.headers.insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
     }
-    hyper::Response::from_parts(parts, Full::new(body))
+    hyper::Response::from_parts(parts, ResponseBody::from(Body::Full(body)))
+}
+
+/// A response body on the wire: whole, or streamed chunk by chunk as the
+/// function produces it. A stream that fails aborts the response, so the
+/// client sees a truncated body rather than a complete-looking one.
+pub enum ResponseBody {
+    Full(Full<Bytes>),
+    Streaming(tokio::sync::mpsc::Receiver<Result<Bytes, String>>),
+}
+
+impl From<Body> for ResponseBody {
+    fn from(body: Body) -> Self {
+        match body {
+            Body::Full(bytes) => Self::Full(Full::new(bytes)),
+            Body::Streaming(rx) => Self::Streaming(rx),
+        }
+    }
+}
+
+impl hyper::body::Body for ResponseBody {
+    type Data = Bytes;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        use std::task::Poll;
+        match self.get_mut() {
+            Self::Full(full) => std::pin::Pin::new(full).poll_frame(cx).map_err(|never| match never {}),
+            Self::Streaming(rx) => match rx.poll_recv(cx) {
+                Poll::Ready(Some(Ok(chunk))) => Poll::Ready(Some(Ok(hyper::body::Frame::data(chunk)))),
+                Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
+                Poll::Ready(None) => Poll::Ready(None),
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Self::Full(full) => full.is_end_stream(),
+            Self::Streaming(_) => false,
+        }
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        match self {
+            Self::Full(full) => full.size_hint(),
+            Self::Streaming(_) => hyper::body::SizeHint::default(),
+        }
+    }
 }

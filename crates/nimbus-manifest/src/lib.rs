@@ -11,8 +11,8 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use nimbus_core::{
-    AsyncConfig, Destination, FunctionName, FunctionSpec, HttpRoute, Limits, QueueBinding, RoutePattern, Runtime,
-    ScheduleSpec,
+    AsyncConfig, Destination, FunctionName, FunctionSpec, HttpRoute, Limits, ProcessSpec, QueueBinding, RoutePattern,
+    Runtime, ScheduleSpec,
 };
 use serde::Deserialize;
 use toml::Spanned;
@@ -56,6 +56,11 @@ struct RawManifest {
     name: Spanned<String>,
     runtime: Spanned<String>,
     component: Option<Spanned<String>>,
+    code: Option<Spanned<String>>,
+    command: Option<Spanned<Vec<String>>>,
+    handler: Option<Spanned<String>>,
+    min_instances: Option<Spanned<i64>>,
+    idle_timeout_s: Option<Spanned<i64>>,
     memory_mb: Option<Spanned<i64>>,
     timeout_ms: Option<Spanned<i64>>,
     max_concurrency: Option<Spanned<i64>>,
@@ -172,6 +177,81 @@ fn explain_parse_error(message: &str) -> String {
     }
 }
 
+/// A path inside the function's directory, or a problem reported.
+fn relative_path(key: &str, value: &Spanned<String>, c: &mut Checker<'_>) -> Option<PathBuf> {
+    let path = Path::new(value.get_ref());
+    let escapes = path.components().any(|p| matches!(p, std::path::Component::ParentDir));
+    if path.is_absolute() || escapes {
+        c.problem(
+            Some(value.span()),
+            format!("{key} = {:?}: must be a path inside the function's directory", value.get_ref()),
+        );
+        return None;
+    }
+    Some(path.to_path_buf())
+}
+
+fn resolve_component(component: &Option<Spanned<String>>, c: &mut Checker<'_>) -> Option<Runtime> {
+    match component {
+        Some(path) if path.get_ref().trim().is_empty() => {
+            c.problem(Some(path.span()), "component must name a .wasm file, e.g. component = \"hello.wasm\"".into());
+            None
+        }
+        Some(path) => relative_path("component", path, c).map(|component| Runtime::Wasm { component }),
+        None => {
+            c.problem(None, "runtime = \"wasm\" needs `component = \"<file>.wasm\"`".into());
+            None
+        }
+    }
+}
+
+fn resolve_process(raw: &RawManifest, c: &mut Checker<'_>) -> Option<ProcessSpec> {
+    let code = match &raw.code {
+        Some(code) if code.get_ref().trim().is_empty() => {
+            c.problem(Some(code.span()), "code = \"\": name the code directory, e.g. code = \".\"".into());
+            None
+        }
+        Some(code) => relative_path("code", code, c),
+        None => Some(PathBuf::from(".")),
+    };
+    let command = match &raw.command {
+        Some(cmd) if cmd.get_ref().is_empty() || cmd.get_ref()[0].trim().is_empty() => {
+            c.problem(Some(cmd.span()), "command = []: name the program, e.g. command = [\"./bootstrap\"]".into());
+            None
+        }
+        Some(cmd) if cmd.get_ref().iter().any(|a| a.contains('\0')) => {
+            c.problem(Some(cmd.span()), "command: arguments must not contain NUL".into());
+            None
+        }
+        Some(cmd) => Some(cmd.get_ref().clone()),
+        None => Some(vec![ProcessSpec::DEFAULT_COMMAND.to_owned()]),
+    };
+    let handler = match &raw.handler {
+        Some(h) if h.get_ref().trim().is_empty() || h.get_ref().contains('\0') => {
+            c.problem(Some(h.span()), "handler must be a non-empty name, e.g. handler = \"app.handler\"".into());
+            None
+        }
+        Some(h) => Some(h.get_ref().clone()),
+        None => None,
+    };
+    let max = raw.max_concurrency.as_ref().map(|m| *m.get_ref()).unwrap_or(Limits::default().max_concurrency as i64);
+    let min_instances = c.ranged("min_instances", &raw.min_instances, (0, max.clamp(0, 10_000)), 0u32);
+    let idle_timeout_s = c.ranged(
+        "idle_timeout_s",
+        &raw.idle_timeout_s,
+        bounds(ProcessSpec::IDLE_TIMEOUT_S_RANGE),
+        ProcessSpec::DEFAULT_IDLE_TIMEOUT_S,
+    );
+    if let Some(env) = &raw.env {
+        for key in ProcessSpec::RESERVED_ENV {
+            if env.get_ref().contains_key(key) {
+                c.problem(Some(env.span()), format!("env {key}: set by nimbus for every instance; remove it"));
+            }
+        }
+    }
+    Some(ProcessSpec { code: code?, command: command?, handler, min_instances, idle_timeout_s })
+}
+
 fn bounds<T: Copy + Into<u64>>(range: std::ops::RangeInclusive<T>) -> (i64, i64) {
     let (lo, hi): (u64, u64) = ((*range.start()).into(), (*range.end()).into());
     (lo as i64, hi as i64)
@@ -186,32 +266,35 @@ fn resolve(raw: RawManifest, c: &mut Checker<'_>) -> Option<FunctionSpec> {
         }
     };
 
+    let process_keys = [
+        ("code", raw.code.as_ref().map(|v| v.span())),
+        ("command", raw.command.as_ref().map(|v| v.span())),
+        ("handler", raw.handler.as_ref().map(|v| v.span())),
+        ("min_instances", raw.min_instances.as_ref().map(|v| v.span())),
+        ("idle_timeout_s", raw.idle_timeout_s.as_ref().map(|v| v.span())),
+    ];
     let runtime = match raw.runtime.get_ref().as_str() {
-        "wasm" => match &raw.component {
-            Some(path) if path.get_ref().trim().is_empty() => {
+        "wasm" => {
+            for (key, span) in process_keys {
+                if let Some(span) = span {
+                    c.problem(Some(span), format!("{key} is for runtime = \"process\"; a wasm function has none"));
+                }
+            }
+            resolve_component(&raw.component, c)
+        }
+        "process" => {
+            if let Some(component) = &raw.component {
                 c.problem(
-                    Some(path.span()),
-                    "component must name a .wasm file, e.g. component = \"hello.wasm\"".into(),
+                    Some(component.span()),
+                    "component is for runtime = \"wasm\"; a process function names its `code` directory".into(),
                 );
-                None
             }
-            Some(path) if Path::new(path.get_ref()).is_absolute() || path.get_ref().contains("..") => {
-                c.problem(
-                    Some(path.span()),
-                    format!("component = {:?}: must be a path inside the function's directory", path.get_ref()),
-                );
-                None
-            }
-            Some(path) => Some(Runtime::Wasm { component: PathBuf::from(path.get_ref()) }),
-            None => {
-                c.problem(None, "runtime = \"wasm\" needs `component = \"<file>.wasm\"`".into());
-                None
-            }
-        },
+            resolve_process(&raw, c).map(Runtime::Process)
+        }
         other => {
             c.problem(
                 Some(raw.runtime.span()),
-                format!("runtime = {other:?}: unknown runtime; write runtime = \"wasm\""),
+                format!("runtime = {other:?}: unknown runtime; write runtime = \"wasm\" or runtime = \"process\""),
             );
             None
         }

@@ -12,6 +12,7 @@ use anyhow::{Context, bail};
 use nimbus_api::{ApiConfig, FunctionService};
 use nimbus_events::{AsyncInvoker, QueueConsumers, RetryPolicy, ScheduleRunner};
 use nimbus_gateway::{Gateway, GatewayConfig};
+use nimbus_process::{ProcessConfig, ProcessRuntime};
 use nimbus_scheduler::Scheduler;
 use nimbus_store::Store;
 use nimbus_telemetry::Metrics;
@@ -36,6 +37,10 @@ pub struct NodeConfig {
     pub drain: Duration,
     /// Delay before the first retry of a failed asynchronous invocation.
     pub async_retry_base: Duration,
+    /// Run process functions as this uid:gid instead of the node's user.
+    pub process_user: Option<(u32, u32)>,
+    /// Most processes and threads one process-function instance may have.
+    pub process_max_pids: u32,
 }
 
 impl Default for NodeConfig {
@@ -50,6 +55,8 @@ impl Default for NodeConfig {
             log_retention: 1000,
             drain: Duration::from_secs(10),
             async_retry_base: RetryPolicy::default().base,
+            process_user: None,
+            process_max_pids: 1024,
         }
     }
 }
@@ -94,7 +101,13 @@ pub async fn run(config: NodeConfig, shutdown: CancellationToken) -> anyhow::Res
     );
     let metrics = Arc::new(Metrics::default());
     let log = Arc::new(store.invocation_log(config.log_retention)?);
-    let scheduler = Arc::new(Scheduler::new(wasm, metrics, log.clone()));
+    let process = ProcessRuntime::new(ProcessConfig {
+        user: config.process_user,
+        max_pids: config.process_max_pids,
+        ..ProcessConfig::new(config.data_dir.join("scratch"))
+    });
+    println!("nimbus: process sandbox: {}", process.sandbox.describe());
+    let scheduler = Arc::new(Scheduler::new(wasm, process, metrics, log.clone()));
     let functions = FunctionService::new(store.clone(), scheduler.clone());
     let restored = functions.restore()?;
     let retry = RetryPolicy { base: config.async_retry_base, ..RetryPolicy::default() };

@@ -12,8 +12,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
-use bytes::Bytes;
-use nimbus_core::{ErrorCode, FunctionName, Invocation, Outcome, PlatformError, REQUEST_ID_HEADER, RequestId};
+use nimbus_core::{Body, ErrorCode, FunctionName, Invocation, Outcome, PlatformError, REQUEST_ID_HEADER};
+use nimbus_process::{ProcessFunction, ProcessRuntime};
 use nimbus_store::{FunctionRecord, InvocationLog, InvocationRecord, now_ms};
 use nimbus_telemetry::{FunctionMetrics, Metrics};
 use nimbus_wasm::{CompiledComponent, InvokeLimits, WasmRuntime};
@@ -21,10 +21,18 @@ use tokio::sync::Semaphore;
 
 pub use table::{FunctionTable, RouteConflict, RouteMatch};
 
-/// A function ready to serve: its record, compiled code and admission state.
+/// What runs when a function is invoked.
+pub enum FunctionCode {
+    /// A compiled component, instantiated fresh for every invocation.
+    Wasm(CompiledComponent),
+    /// A pool of native processes speaking the Lambda Runtime API.
+    Process(Arc<ProcessFunction>),
+}
+
+/// A function ready to serve: its record, code and admission state.
 pub struct DeployedFunction {
     pub record: FunctionRecord,
-    component: CompiledComponent,
+    code: FunctionCode,
     env: Vec<(String, String)>,
     admission: Arc<Semaphore>,
     metrics: Arc<FunctionMetrics>,
@@ -38,18 +46,43 @@ impl DeployedFunction {
     pub fn in_flight(&self) -> i64 {
         self.metrics.in_flight()
     }
+
+    /// The instance pool of a native function.
+    pub fn process(&self) -> Option<&Arc<ProcessFunction>> {
+        match &self.code {
+            FunctionCode::Process(pool) => Some(pool),
+            FunctionCode::Wasm(_) => None,
+        }
+    }
+
+    /// Stops the instances a replaced or removed function keeps.
+    fn retire(&self) {
+        if let Some(pool) = self.process() {
+            pool.close();
+        }
+    }
 }
 
 pub struct Scheduler {
     table: ArcSwap<FunctionTable>,
     wasm: Arc<WasmRuntime>,
+    process: Arc<ProcessRuntime>,
     metrics: Arc<Metrics>,
     log: Arc<InvocationLog>,
 }
 
 impl Scheduler {
-    pub fn new(wasm: Arc<WasmRuntime>, metrics: Arc<Metrics>, log: Arc<InvocationLog>) -> Self {
-        Self { table: ArcSwap::from_pointee(FunctionTable::default()), wasm, metrics, log }
+    pub fn new(
+        wasm: Arc<WasmRuntime>,
+        process: Arc<ProcessRuntime>,
+        metrics: Arc<Metrics>,
+        log: Arc<InvocationLog>,
+    ) -> Self {
+        Self { table: ArcSwap::from_pointee(FunctionTable::default()), wasm, process, metrics, log }
+    }
+
+    pub fn process(&self) -> &Arc<ProcessRuntime> {
+        &self.process
     }
 
     pub fn wasm(&self) -> &Arc<WasmRuntime> {
@@ -76,7 +109,7 @@ impl Scheduler {
 
     /// Makes `record` live, replacing any function of the same name. New
     /// requests see the new code at once; requests in flight keep the old.
-    pub fn install(&self, record: FunctionRecord, component: CompiledComponent) -> Result<(), RouteConflict> {
+    pub fn install(&self, record: FunctionRecord, code: FunctionCode) -> Result<(), RouteConflict> {
         let metrics = self.metrics.function(record.spec.name.as_str());
         let env = record.spec.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
         // A redeploy with the same max_concurrency keeps the admission slots,
@@ -86,7 +119,9 @@ impl Scheduler {
             Some(old) if old.record.spec.limits.max_concurrency == max => old.admission.clone(),
             _ => Arc::new(Semaphore::new(max as usize)),
         };
-        let function = Arc::new(DeployedFunction { record, component, env, admission, metrics });
+        let name = record.spec.name.clone();
+        let function = Arc::new(DeployedFunction { record, code, env, admission, metrics });
+        let previous = self.table.load().get(&name).cloned();
         let mut result = Ok(());
         self.table.rcu(|table| match table.with(function.clone()) {
             Ok(next) => {
@@ -98,17 +133,26 @@ impl Scheduler {
                 table.clone()
             }
         });
+        match (&result, previous) {
+            (Ok(()), Some(previous)) => previous.retire(),
+            (Ok(()), None) => {}
+            (Err(_), _) => function.retire(),
+        }
         result
     }
 
     /// Takes a function out of service; `false` if it was not deployed.
     pub fn remove(&self, name: &FunctionName) -> bool {
+        let previous = self.table.load().get(name).cloned();
         let mut removed = false;
         self.table.rcu(|table| {
             let (next, was_there) = table.without(name);
             removed = was_there;
             Arc::new(next)
         });
+        if let Some(previous) = previous.filter(|_| removed) {
+            previous.retire();
+        }
         removed
     }
 
@@ -128,15 +172,10 @@ impl Scheduler {
                     ),
                 );
                 let request_id = invocation.request_id;
-                self.record(
-                    &function,
-                    &request_id,
-                    invocation.note.as_deref(),
-                    &Err(error.clone()),
-                    Duration::ZERO,
-                    &Default::default(),
-                );
-                Outcome { request_id, result: Err(error), duration: Duration::ZERO, output: Default::default() }
+                let outcome =
+                    Outcome { request_id, result: Err(error), duration: Duration::ZERO, output: Default::default() };
+                self.record(&function, invocation.note.as_deref(), &outcome, None);
+                outcome
             }
         }
     }
@@ -157,49 +196,64 @@ impl Scheduler {
         &self,
         function: Arc<DeployedFunction>,
         mut invocation: Invocation,
-        _permit: tokio::sync::OwnedSemaphorePermit,
+        permit: tokio::sync::OwnedSemaphorePermit,
     ) -> Outcome {
         let request_id = invocation.request_id.clone();
         if let Ok(value) = http::HeaderValue::from_str(request_id.as_str()) {
             invocation.request.headers_mut().insert(REQUEST_ID_HEADER, value);
         }
+        let note = invocation.note.take();
         let limits = function.record.spec.limits;
-        let deadline = invocation.received_at + Duration::from_millis(limits.timeout_ms);
         let started = Instant::now();
         function.metrics.started();
-        let report = self
-            .wasm
-            .invoke(
-                &function.component,
-                &function.env,
-                invocation.request,
-                InvokeLimits { memory_bytes: limits.memory_bytes(), deadline },
-            )
-            .await;
+        let (result, output, init) = match &function.code {
+            FunctionCode::Wasm(component) => {
+                let deadline = invocation.received_at + Duration::from_millis(limits.timeout_ms);
+                let report = self
+                    .wasm
+                    .invoke(
+                        component,
+                        &function.env,
+                        invocation.request,
+                        InvokeLimits { memory_bytes: limits.memory_bytes(), deadline },
+                    )
+                    .await;
+                if let Some(instantiate) = report.instantiate {
+                    self.metrics.observe_instantiate(instantiate);
+                }
+                let result = report.result.map(|r| r.map(Body::Full)).map_err(PlatformError::from);
+                (result, report.output, None)
+            }
+            FunctionCode::Process(pool) => {
+                let report = pool.invoke(invocation, Duration::from_millis(limits.timeout_ms)).await;
+                if let Some(init) = report.init {
+                    self.metrics.observe_cold_start(init);
+                }
+                (report.result, report.output, report.init)
+            }
+        };
         let duration = started.elapsed();
-        if let Some(instantiate) = report.instantiate {
-            self.metrics.observe_instantiate(instantiate);
-        }
-        let result = report.result.map_err(PlatformError::from);
+        // A streamed body keeps its admission slot until the stream ends.
+        let result = result.map(|response| hold_until_streamed(response, permit));
         function.metrics.finished(result.as_ref().err().map(|e| e.code), duration);
-        self.record(&function, &request_id, invocation.note.as_deref(), &result, duration, &report.output);
-        Outcome { request_id, result, duration, output: report.output }
+        let outcome = Outcome { request_id, result, duration, output };
+        self.record(&function, note.as_deref(), &outcome, init);
+        outcome
     }
 
-    fn record(
-        &self,
-        function: &DeployedFunction,
-        request_id: &RequestId,
-        note: Option<&str>,
-        result: &Result<http::Response<Bytes>, PlatformError>,
-        duration: Duration,
-        output: &nimbus_core::CapturedOutput,
-    ) {
+    /// Appends the invocation's record (status, outcome, timings, output)
+    /// to the invocation log.
+    fn record(&self, function: &DeployedFunction, note: Option<&str>, outcome: &Outcome, init: Option<Duration>) {
+        let Outcome { request_id, result, duration, output } = outcome;
+        let duration = *duration;
         let (status, outcome) = match result {
             Ok(response) => (response.status().as_u16(), nimbus_telemetry::OUTCOME_OK.to_owned()),
             Err(e) => (e.code.status().as_u16(), e.code.as_str().to_owned()),
         };
         let mut text = note.map(|n| format!("[nimbus: {n}]\n")).unwrap_or_default();
+        if let Some(init) = init {
+            text.push_str(&format!("[nimbus: cold start, init {:.1} ms]\n", init.as_secs_f64() * 1000.0));
+        }
         text.push_str(&output.display());
         if let Err(e) = result {
             text.push_str(&format!("[nimbus: {}: {}]\n", e.code, e.message));
@@ -214,6 +268,32 @@ impl Scheduler {
             duration_us: duration.as_micros() as u64,
             output: text,
             output_truncated_bytes: output.truncated_bytes,
+            init_us: init.map(|d| d.as_micros() as u64),
         });
     }
+}
+
+/// Moves the admission permit into a streamed body, so the slot is held
+/// until the last chunk has been passed on.
+fn hold_until_streamed(
+    response: http::Response<Body>,
+    permit: tokio::sync::OwnedSemaphorePermit,
+) -> http::Response<Body> {
+    let (parts, body) = response.into_parts();
+    let body = match body {
+        Body::Full(bytes) => Body::Full(bytes),
+        Body::Streaming(mut chunks) => {
+            let (tx, rx) = tokio::sync::mpsc::channel(16);
+            tokio::spawn(async move {
+                let _permit = permit;
+                while let Some(chunk) = chunks.recv().await {
+                    if tx.send(chunk).await.is_err() {
+                        break;
+                    }
+                }
+            });
+            Body::Streaming(rx)
+        }
+    };
+    http::Response::from_parts(parts, body)
 }

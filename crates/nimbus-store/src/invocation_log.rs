@@ -25,6 +25,11 @@ pub struct InvocationRecord {
     /// Guest stdout and stderr, with a truncation marker if it was cut.
     pub output: String,
     pub output_truncated_bytes: u64,
+    /// For a cold start: how long the new instance took to initialise.
+    /// `None` when the invocation ran on a warm instance (or a Wasm instance,
+    /// which is created per request in microseconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init_us: Option<u64>,
 }
 
 /// Which records to read: the newest `limit`, or those after `after_seq`.
@@ -103,8 +108,7 @@ impl InvocationLog {
 
     pub fn query(&self, q: &LogQuery) -> Result<Vec<InvocationRecord>> {
         let db = self.reader.lock().unwrap_or_else(|e| e.into_inner());
-        let columns =
-            "seq, function, request_id, started_at_ms, status, outcome, duration_us, output, output_truncated_bytes";
+        let columns = "seq, function, request_id, started_at_ms, status, outcome, duration_us, output, output_truncated_bytes, init_us";
         let mut records = match q.after_seq {
             Some(after) => {
                 let mut stmt = db.prepare_cached(&format!(
@@ -139,6 +143,7 @@ fn read_record(r: &rusqlite::Row<'_>) -> rusqlite::Result<InvocationRecord> {
         duration_us: r.get::<_, i64>(6)? as u64,
         output: r.get(7)?,
         output_truncated_bytes: r.get::<_, i64>(8)? as u64,
+        init_us: r.get::<_, Option<i64>>(9)?.map(|v| v as u64),
     })
 }
 
@@ -186,8 +191,8 @@ fn insert_batch(conn: &mut Connection, batch: &[Box<InvocationRecord>]) -> rusql
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     {
         let mut stmt = tx.prepare_cached(
-            "INSERT INTO invocations (function, request_id, started_at_ms, status, outcome, duration_us, output, output_truncated_bytes)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            "INSERT INTO invocations (function, request_id, started_at_ms, status, outcome, duration_us, output, output_truncated_bytes, init_us)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
         )?;
         for r in batch {
             stmt.execute(params![
@@ -198,7 +203,8 @@ fn insert_batch(conn: &mut Connection, batch: &[Box<InvocationRecord>]) -> rusql
                 r.outcome,
                 r.duration_us as i64,
                 r.output,
-                r.output_truncated_bytes as i64
+                r.output_truncated_bytes as i64,
+                r.init_us.map(|v| v as i64)
             ])?;
         }
     }
@@ -235,6 +241,7 @@ mod tests {
             duration_us: 10,
             output: format!("line {i}"),
             output_truncated_bytes: 0,
+            init_us: i.is_multiple_of(2).then_some(1500),
         }
     }
 

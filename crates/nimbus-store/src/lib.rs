@@ -65,10 +65,21 @@ CREATE TABLE IF NOT EXISTS invocations (
     outcome TEXT NOT NULL,
     duration_us INTEGER NOT NULL,
     output TEXT NOT NULL,
-    output_truncated_bytes INTEGER NOT NULL
+    output_truncated_bytes INTEGER NOT NULL,
+    init_us INTEGER
 );
 CREATE INDEX IF NOT EXISTS invocations_by_function ON invocations (function, seq);
 ";
+
+/// Brings a data directory written by an earlier nimbus up to this schema.
+fn migrate(conn: &Connection) -> Result<()> {
+    let has_init_us: bool =
+        conn.prepare("SELECT 1 FROM pragma_table_info('invocations') WHERE name = 'init_us'")?.exists([])?;
+    if !has_init_us {
+        conn.execute_batch("ALTER TABLE invocations ADD COLUMN init_us INTEGER")?;
+    }
+    Ok(())
+}
 
 /// The node's data directory.
 pub struct Store {
@@ -105,6 +116,7 @@ impl Store {
             .map_err(StoreError::io(format!("cannot create data directory {}", dir.display())))?;
         let conn = open_connection(&dir.join("nimbus.db"))?;
         conn.execute_batch(SCHEMA)?;
+        migrate(&conn)?;
         conn.execute_batch(async_queue::SCHEMA)?;
         let artifacts = Artifacts::open(dir)?;
         Ok(Self { dir: dir.to_path_buf(), db: Mutex::new(conn), artifacts })

@@ -60,6 +60,7 @@ pub struct Metrics {
     compile: Histogram,
     artifact_load: Histogram,
     instantiate: Histogram,
+    cold_start: Histogram,
     gateway_unrouted: AtomicU64,
 }
 
@@ -81,6 +82,11 @@ impl Metrics {
 
     pub fn observe_instantiate(&self, d: Duration) {
         self.instantiate.observe(d);
+    }
+
+    /// A native function started a new instance for an invocation.
+    pub fn observe_cold_start(&self, d: Duration) {
+        self.cold_start.observe(d);
     }
 
     pub fn unrouted(&self) {
@@ -127,6 +133,11 @@ impl Metrics {
 
         for (name, help, h) in [
             ("nimbus_instantiation_duration_seconds", "Time to instantiate a fresh Wasm instance.", &self.instantiate),
+            (
+                "nimbus_cold_start_duration_seconds",
+                "Time to start a native function's instance until its runtime asked for an event.",
+                &self.cold_start,
+            ),
             ("nimbus_compile_duration_seconds", "Time to validate and compile a component at deploy.", &self.compile),
             (
                 "nimbus_artifact_load_duration_seconds",
