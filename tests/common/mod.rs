@@ -297,3 +297,108 @@ pub fn foreign(name: &str) -> PathBuf {
     assert!(path.exists(), "{} was not built", path.display());
     path
 }
+
+/// Builds and stages the native Lambda fixtures (`test-programs/lambda/`:
+/// Python for awslambdaric, a shell bootstrap, a Rust `lambda_runtime`
+/// binary) with `test-programs/build-native.sh`, once per test process.
+/// Returns the directory of one of them: `python`, `shell` or `rust`.
+pub fn lambda_fixture(kind: &str) -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    let out = BUILT.get_or_init(|| {
+        let out = repo_root().join("target/test-programs/native");
+        let status = Command::new("bash")
+            .arg(repo_root().join("test-programs/build-native.sh"))
+            .arg(&out)
+            .env("CARGO", env!("CARGO"))
+            .status()
+            .expect("cannot run test-programs/build-native.sh");
+        assert!(status.success(), "building the native Lambda fixtures failed");
+        out
+    });
+    let dir = out.join(kind);
+    assert!(dir.is_dir(), "{} was not staged", dir.display());
+    dir
+}
+
+/// The absolute path of a python3 that can import the official runtime
+/// interface client, `awslambdaric` (`scripts/test` installs it).
+pub fn python_with_ric() -> String {
+    static FOUND: OnceLock<String> = OnceLock::new();
+    FOUND
+        .get_or_init(|| {
+            let out = Command::new("python3")
+                .args(["-c", "import awslambdaric, sys; print(sys.executable)"])
+                .output()
+                .expect("python3 is needed for the process-function tests");
+            assert!(
+                out.status.success(),
+                "python3 cannot import awslambdaric: run `pip install awslambdaric==4.2.2` (scripts/test does): {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            String::from_utf8_lossy(&out.stdout).trim().to_owned()
+        })
+        .clone()
+}
+
+/// A process function's directory: a copy of `fixture` (modes kept) plus
+/// `nimbus.toml`.
+pub fn process_function_dir(parent: &Path, manifest: &str, fixture: &Path) -> PathBuf {
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = parent.join(format!("proc{n}"));
+    let status = Command::new("cp").arg("-a").arg(fixture).arg(&dir).status().expect("cp");
+    assert!(status.success(), "copying {} failed", fixture.display());
+    std::fs::write(dir.join("nimbus.toml"), manifest).expect("write manifest");
+    dir
+}
+
+impl Node {
+    /// Did this node find cgroups to limit process functions with?
+    pub fn has_cgroups(&self) -> bool {
+        self.sandbox_line().contains("cgroup v")
+    }
+
+    /// Does this node run process functions in their own mount namespaces?
+    pub fn has_namespaces(&self) -> bool {
+        self.sandbox_line().contains("mount+ipc+uts namespaces")
+    }
+
+    fn sandbox_line(&self) -> &str {
+        self.stdout_lines.iter().find(|l| l.starts_with("nimbus: process sandbox:")).map(String::as_str).unwrap_or("")
+    }
+
+    /// The log entries of `function`, oldest first.
+    pub async fn log_entries(&self, function: &str) -> Vec<serde_json::Value> {
+        let r = self.api_get(&format!("/v1/functions/{function}/logs?limit=100")).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        let mut entries = r.json()["entries"].as_array().cloned().unwrap_or_default();
+        entries.sort_by_key(|e| e["seq"].as_i64());
+        entries
+    }
+
+    /// Invokes through the control API (`nimbus invoke`'s path) with a JSON event.
+    pub async fn invoke_event(&self, function: &str, event: &str) -> Resp {
+        let r = self
+            .api_client()
+            .request(
+                Method::POST,
+                &format!("/v1/functions/{function}/invoke"),
+                &[("content-type".into(), "application/json".into())],
+                Bytes::from(event.to_owned()),
+            )
+            .await
+            .expect("api request");
+        Resp { status: r.status.as_u16(), headers: r.headers, body: String::from_utf8_lossy(&r.body).into_owned() }
+    }
+}
+
+/// Skips the rest of a test, loudly, when the machine lacks what it proves.
+#[macro_export]
+macro_rules! skip_unless {
+    ($cond:expr, $why:expr) => {
+        if !$cond {
+            eprintln!("SKIPPED (loudly): {} — {}", module_path!(), $why);
+            return;
+        }
+    };
+}

@@ -309,5 +309,8 @@ pub(crate) fn info(f: &DeployedFunction) -> FunctionInfo {
         limits: r.spec.limits,
         in_flight: f.in_flight(),
         next_run: r.spec.schedules.iter().filter_map(nimbus_events::next_fire_ms).min().map(format_rfc3339),
+        instances: f
+            .process()
+            .map(|p| crate::types::Instances { alive: p.instances() as u64, idle: p.idle_instances() as u64 }),
     }
 }

@@ -9,6 +9,7 @@
 mod archive;
 mod async_routes;
 mod functions;
+mod lambda_api;
 mod openapi;
 mod routes;
 pub mod types;

@@ -65,10 +65,14 @@ pub fn router(functions: Arc<FunctionService>, invoker: Option<Arc<AsyncInvoker>
         .route("/v1/deploy", post(deploy))
         .route("/v1/openapi.json", get(openapi))
         .route_layer(middleware::from_fn_with_state(api.clone(), require_token));
+    let lambda = Router::new()
+        .route("/2015-03-31/functions/{name}/invocations", post(crate::lambda_api::invoke))
+        .route_layer(middleware::from_fn_with_state(api.clone(), crate::lambda_api::require_token));
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics))
         .merge(v1)
+        .merge(lambda)
         .fallback(|| async {
             ApiError(PlatformError::new(ErrorCode::NotFound, "no such API endpoint; see /v1/openapi.json"))
         })
@@ -115,7 +119,7 @@ async fn require_token(State(api): State<Api>, request: Request, next: Next) -> 
     next.run(request).await
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
@@ -313,6 +317,7 @@ async fn logs(
             outcome: r.outcome,
             duration_ms: r.duration_us as f64 / 1000.0,
             output: r.output,
+            init_ms: r.init_us.map(|us| us as f64 / 1000.0),
         })
         .collect();
     Ok(axum::Json(LogPage { entries, last_seq }).into_response())

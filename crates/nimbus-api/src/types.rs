@@ -18,6 +18,15 @@ pub struct FunctionInfo {
     /// The next time one of its schedules fires.
     #[serde(default)]
     pub next_run: Option<String>,
+    /// For process functions: instances alive and idle now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instances: Option<Instances>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Instances {
+    pub alive: u64,
+    pub idle: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -44,6 +53,9 @@ pub struct LogEntry {
     pub outcome: String,
     pub duration_ms: f64,
     pub output: String,
+    /// Set for a cold start: how long the new instance took to initialise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init_ms: Option<f64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

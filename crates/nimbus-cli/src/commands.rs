@@ -97,7 +97,11 @@ async fn deploy(client: &ApiClient, path: &Path) -> anyhow::Result<()> {
         .ok()?;
     let result: DeployResult = response.json()?;
     let f = &result.function;
-    let how = if result.compiled { "compiled" } else { "reused the compiled artifact" };
+    let how = match (f.runtime.as_str(), result.compiled) {
+        ("process", _) => "prepared the code",
+        (_, true) => "compiled",
+        (_, false) => "reused the compiled artifact",
+    };
     println!("deployed {} version {} ({how} in {:.1} ms)", f.name, f.version, result.compile_ms);
     for route in &f.routes {
         println!("  route {route}");
@@ -447,6 +451,7 @@ mod tests {
             limits: Limits::default(),
             in_flight: 0,
             next_run: None,
+            instances: None,
         };
         let table = format_table(&[f("hello", vec!["GET,POST /hello"], 3), f("api-backend", vec![], 12)]);
         assert_eq!(
@@ -467,6 +472,7 @@ mod tests {
             outcome: "function_timeout".into(),
             duration_ms: 3000.25,
             output: "starting\n[nimbus: function_timeout: too slow]\n".into(),
+            init_ms: None,
         };
         assert_eq!(
             format_log_entry(&e),

@@ -98,6 +98,9 @@ pub struct Outcome {
     pub duration: Duration,
     /// What the guest wrote to stdout and stderr, bounded.
     pub output: CapturedOutput,
+    /// Set when a native function started a new instance for this
+    /// invocation (a cold start): how long its initialisation took.
+    pub init: Option<Duration>,
 }
 
 /// Streamed bodies are collected up to this size by callers that need the

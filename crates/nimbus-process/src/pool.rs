@@ -190,8 +190,12 @@ impl ProcessFunction {
                 };
             }
             Ok(Ok(Reply::TooLarge)) => {
+                // Runtime clients treat the 413 as fatal (awslambdaric exits):
+                // retire the instance rather than hand it the next event,
+                // after a moment to let it report what happened.
+                let _ = tokio::time::timeout(Duration::from_millis(100), instance.exited()).await;
                 let output = instance.output.take();
-                self.give_back(instance);
+                self.retire(instance);
                 let message = format!(
                     "Response payload size exceeded maximum allowed payload size ({} bytes).",
                     crate::MAX_RESPONSE_BYTES

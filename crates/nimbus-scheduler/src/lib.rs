@@ -172,9 +172,14 @@ impl Scheduler {
                     ),
                 );
                 let request_id = invocation.request_id;
-                let outcome =
-                    Outcome { request_id, result: Err(error), duration: Duration::ZERO, output: Default::default() };
-                self.record(&function, invocation.note.as_deref(), &outcome, None);
+                let outcome = Outcome {
+                    request_id,
+                    result: Err(error),
+                    duration: Duration::ZERO,
+                    output: Default::default(),
+                    init: None,
+                };
+                self.record(&function, invocation.note.as_deref(), &outcome);
                 outcome
             }
         }
@@ -236,16 +241,16 @@ impl Scheduler {
         // A streamed body keeps its admission slot until the stream ends.
         let result = result.map(|response| hold_until_streamed(response, permit));
         function.metrics.finished(result.as_ref().err().map(|e| e.code), duration);
-        let outcome = Outcome { request_id, result, duration, output };
-        self.record(&function, note.as_deref(), &outcome, init);
+        let outcome = Outcome { request_id, result, duration, output, init };
+        self.record(&function, note.as_deref(), &outcome);
         outcome
     }
 
     /// Appends the invocation's record (status, outcome, timings, output)
     /// to the invocation log.
-    fn record(&self, function: &DeployedFunction, note: Option<&str>, outcome: &Outcome, init: Option<Duration>) {
-        let Outcome { request_id, result, duration, output } = outcome;
-        let duration = *duration;
+    fn record(&self, function: &DeployedFunction, note: Option<&str>, outcome: &Outcome) {
+        let Outcome { request_id, result, duration, output, init } = outcome;
+        let (duration, init) = (*duration, *init);
         let (status, outcome) = match result {
             Ok(response) => (response.status().as_u16(), nimbus_telemetry::OUTCOME_OK.to_owned()),
             Err(e) => (e.code.status().as_u16(), e.code.as_str().to_owned()),
