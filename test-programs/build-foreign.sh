@@ -50,6 +50,10 @@ size_of() { stat -c %s "$1"; }
 
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
+# Test processes run this script concurrently: one at a time, or two npm
+# installs corrupt node_modules.
+exec 9>"$OUT/.build.lock"
+flock 9
 log "output directory: $OUT"
 
 mapfile -t WIT_FILES < <(find "$HERE/wit" -name '*.wit' -type f | LC_ALL=C sort)

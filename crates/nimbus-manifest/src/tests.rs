@@ -75,7 +75,7 @@ fn golden_missing_component_and_unknown_runtime() {
     );
     assert_eq!(
         err("name = \"a\"\nruntime = \"python\"\n"),
-        "nimbus.toml:2: runtime = \"python\": unknown runtime; write runtime = \"wasm\""
+        "nimbus.toml:2: runtime = \"python\": unknown runtime; write runtime = \"wasm\" or runtime = \"process\""
     );
     assert_eq!(err("runtime = \"wasm\"\n"), "nimbus.toml:1: missing `name = \"...\"`: every function needs a name");
 }
@@ -173,4 +173,50 @@ fn queues_are_parsed_with_defaults_and_checked() {
     );
     assert!(err(&format!("{base}[[queue]]\nname = \"Jobs\"\n")).starts_with("nimbus.toml:5: queue name \"Jobs\""));
     assert!(err(&format!("{base}[[queue]]\nname = \"j\"\n[[queue]]\nname = \"j\"\n")).contains("listed twice"));
+}
+
+#[test]
+fn process_manifests_resolve_with_defaults() {
+    let spec = parse(
+        "name = \"orders\"\nruntime = \"process\"\ncode = \"./dist\"\n\
+         command = [\"python3\", \"-m\", \"awslambdaric\", \"app.handler\"]\nhandler = \"app.handler\"\n\
+         max_concurrency = 10\nmin_instances = 2\nidle_timeout_s = 60\n",
+        "nimbus.toml",
+    )
+    .unwrap();
+    let Runtime::Process(p) = spec.runtime else { panic!("not a process function") };
+    assert_eq!(p.code, PathBuf::from("./dist"));
+    assert_eq!(p.command, ["python3", "-m", "awslambdaric", "app.handler"]);
+    assert_eq!(p.handler.as_deref(), Some("app.handler"));
+    assert_eq!((p.min_instances, p.idle_timeout_s), (2, 60));
+
+    let spec = parse("name = \"b\"\nruntime = \"process\"\nmin_instances = 0\n", "nimbus.toml").unwrap();
+    let Runtime::Process(p) = spec.runtime else { panic!("not a process function") };
+    assert_eq!((p.code, p.command, p.handler), (PathBuf::from("."), vec!["./bootstrap".to_owned()], None));
+    assert_eq!((p.min_instances, p.idle_timeout_s), (0, ProcessSpec::DEFAULT_IDLE_TIMEOUT_S));
+}
+
+#[test]
+fn golden_process_manifest_errors() {
+    assert_eq!(
+        err("name = \"a\"\nruntime = \"process\"\ncode = \"../elsewhere\"\ncommand = []\n"),
+        "nimbus.toml:3: code = \"../elsewhere\": must be a path inside the function's directory\n\
+         nimbus.toml:4: command = []: name the program, e.g. command = [\"./bootstrap\"]"
+    );
+    assert_eq!(
+        err("name = \"a\"\nruntime = \"process\"\nmax_concurrency = 2\nmin_instances = 3\n"),
+        "nimbus.toml:4: min_instances = 3: must not exceed max_concurrency = 2"
+    );
+    assert_eq!(
+        err("name = \"a\"\nruntime = \"process\"\ncomponent = \"a.wasm\"\n"),
+        "nimbus.toml:3: component is for runtime = \"wasm\"; a process function names its `code` directory"
+    );
+    assert_eq!(
+        err("name = \"a\"\nruntime = \"wasm\"\ncomponent = \"a.wasm\"\nmin_instances = 1\n"),
+        "nimbus.toml:4: min_instances is for runtime = \"process\"; a wasm function has none"
+    );
+    assert_eq!(
+        err("name = \"a\"\nruntime = \"process\"\nenv = { _HANDLER = \"x\" }\n"),
+        "nimbus.toml:3: env _HANDLER: set by nimbus for every instance; remove it"
+    );
 }
