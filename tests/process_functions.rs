@@ -57,9 +57,11 @@ async fn python_awslambdaric_serves_http_with_warm_reuse_and_cold_start_records(
 
     let entries = node.log_entries("py").await;
     assert_eq!(entries.len(), 2, "{entries:?}");
-    assert!(entries[0]["init_ms"].as_f64().unwrap() > 0.0, "the first invocation is a cold start: {:?}", entries[0]);
+    assert_eq!(entries[0]["cold"], true, "the first invocation is a cold start: {:?}", entries[0]);
+    assert!(entries[0]["init_ms"].as_f64().unwrap() > 0.0, "{:?}", entries[0]);
     assert!(entries[0]["output"].as_str().unwrap().contains("cold start"));
-    assert!(entries[1].get("init_ms").is_none(), "the second ran warm: {:?}", entries[1]);
+    assert_eq!(entries[1]["cold"], false, "the second ran warm: {:?}", entries[1]);
+    assert!(entries[1].get("init_ms").is_none(), "{:?}", entries[1]);
 }
 
 #[tokio::test]

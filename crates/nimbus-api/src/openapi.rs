@@ -214,6 +214,26 @@ pub fn document() -> String {
                     "responses": { "200": { "description": "{\"count\": n}" } }
                 }
             },
+            "/2015-03-31/functions/{name}/invocations": {
+                "post": {
+                    "summary": "The AWS Lambda Invoke API (boto3, AWS CLI); see docs/process-functions.md",
+                    "parameters": [
+                        name_param(),
+                        { "name": "X-Amz-Invocation-Type", "in": "header", "schema": { "enum": ["RequestResponse", "Event", "DryRun"] } },
+                        { "name": "X-Amz-Log-Type", "in": "header", "schema": { "enum": ["None", "Tail"] } },
+                        { "name": "X-Amz-Client-Context", "in": "header", "schema": { "type": "string" } },
+                        { "name": "Qualifier", "in": "query", "schema": { "type": "string" } }
+                    ],
+                    "requestBody": { "content": { "application/json": {} } },
+                    "responses": {
+                        "200": { "description": "The result; with X-Amz-Function-Error: Unhandled, the error document" },
+                        "202": { "description": "Event: queued durably" },
+                        "204": { "description": "DryRun: the function exists" },
+                        "404": { "description": "ResourceNotFoundException" },
+                        "429": { "description": "TooManyRequestsException" }
+                    }
+                }
+            },
             "/v1/openapi.json": { "get": { "summary": "This document", "responses": { "200": { "description": "OpenAPI 3.1" } } } },
             "/metrics": { "get": { "summary": "Prometheus metrics", "security": [], "responses": { "200": { "description": "Text exposition format 0.0.4" } } } },
             "/healthz": { "get": { "summary": "Liveness", "security": [], "responses": { "200": { "description": "ok" } } } }
@@ -245,6 +265,7 @@ mod tests {
             "/v1/queues/{queue}/dlq/redrive",
             "/metrics",
             "/healthz",
+            "/2015-03-31/functions/{name}/invocations",
         ] {
             assert!(doc["paths"][path].is_object(), "{path} is not documented");
         }

@@ -317,6 +317,7 @@ async fn logs(
             outcome: r.outcome,
             duration_ms: r.duration_us as f64 / 1000.0,
             output: r.output,
+            cold: r.init_us.is_some(),
             init_ms: r.init_us.map(|us| us as f64 / 1000.0),
         })
         .collect();

@@ -53,6 +53,9 @@ pub struct LogEntry {
     pub outcome: String,
     pub duration_ms: f64,
     pub output: String,
+    /// Whether the invocation had to start a new instance (process functions).
+    #[serde(default)]
+    pub cold: bool,
     /// Set for a cold start: how long the new instance took to initialise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub init_ms: Option<f64>,

@@ -472,6 +472,7 @@ mod tests {
             outcome: "function_timeout".into(),
             duration_ms: 3000.25,
             output: "starting\n[nimbus: function_timeout: too slow]\n".into(),
+            cold: false,
             init_ms: None,
         };
         assert_eq!(

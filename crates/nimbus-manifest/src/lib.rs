@@ -235,7 +235,8 @@ fn resolve_process(raw: &RawManifest, c: &mut Checker<'_>) -> Option<ProcessSpec
         None => None,
     };
     let max = raw.max_concurrency.as_ref().map(|m| *m.get_ref()).unwrap_or(Limits::default().max_concurrency as i64);
-    let min_instances = c.ranged("min_instances", &raw.min_instances, (0, i64::from(*Limits::MAX_CONCURRENCY_RANGE.end())), 0u32);
+    let min_instances =
+        c.ranged("min_instances", &raw.min_instances, (0, i64::from(*Limits::MAX_CONCURRENCY_RANGE.end())), 0u32);
     if let Some(min) = raw.min_instances.as_ref().filter(|m| *m.get_ref() > max && *m.get_ref() >= 0) {
         c.problem(
             Some(min.span()),
