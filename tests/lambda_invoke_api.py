@@ -2,7 +2,7 @@
 
 Expects a node at $NIMBUS_API with token $NIMBUS_TOKEN, a Python process
 function `boto` (the test-programs/lambda/python fixture, max_concurrency 1,
-timeout 1 s) and the Wasm probe `wasmfn`. Every check raises on failure.
+timeout 2 s) and the Wasm probe `wasmfn`. Every check raises on failure.
 """
 
 import base64
@@ -64,10 +64,10 @@ doc = json.loads(body)
 assert doc["errorType"] == "ValueError" and doc["errorMessage"] == "boom from python", doc
 
 # A timeout is a function error too.
-r, body = invoke({"action": "sleep", "ms": 3000})
+r, body = invoke({"action": "sleep", "ms": 4000})
 assert r["FunctionError"] == "Unhandled", r
 doc = json.loads(body)
-assert doc["errorType"] == "Sandbox.Timedout" and "Task timed out after 1.00 seconds" in doc["errorMessage"], doc
+assert doc["errorType"] == "Sandbox.Timedout" and "Task timed out after 2.00 seconds" in doc["errorMessage"], doc
 
 # DryRun checks and runs nothing.
 r = lam.invoke(FunctionName="boto", InvocationType="DryRun")
@@ -93,7 +93,7 @@ results = []
 
 def slow():
     try:
-        invoke({"action": "sleep", "ms": 600})
+        invoke({"action": "sleep", "ms": 1500})
         results.append("ok")
     except botocore.exceptions.ClientError as e:
         results.append(e.response["Error"]["Code"])

@@ -318,7 +318,12 @@ async fn the_rust_lambda_runtime_crate_works_unmodified() {
 async fn min_instances_stay_warm_and_idle_ones_scale_back_to_them() {
     let node = Node::start();
     let scratch = TempDir::new("proc");
-    deploy_python(&node, &scratch, "warm", "min_instances = 1\nidle_timeout_s = 1\nmax_concurrency = 3");
+    deploy_python(
+        &node,
+        &scratch,
+        "warm",
+        "min_instances = 1\nidle_timeout_s = 1\nmax_concurrency = 3\ntimeout_ms = 10000",
+    );
     let instances = |node: &Node| {
         let node_api = node.api.clone();
         let token = node.token.clone();
@@ -334,7 +339,8 @@ async fn min_instances_stay_warm_and_idle_ones_scale_back_to_them() {
     assert_eq!(first["AWS_LAMBDA_INITIALIZATION_TYPE"], "provisioned-concurrency");
     assert!(node.log_entries("warm").await[0].get("init_ms").is_none(), "the provisioned instance was already warm");
 
-    let sleep = r#"{"action":"sleep","ms":400}"#;
+    // Long enough that the three calls overlap even on a loaded machine.
+    let sleep = r#"{"action":"sleep","ms":1500}"#;
     let (a, b, c) = tokio::join!(
         node.invoke_event("warm", sleep),
         node.invoke_event("warm", sleep),
@@ -350,7 +356,7 @@ async fn concurrency_above_max_is_throttled() {
     let node = Node::start();
     let scratch = TempDir::new("proc");
     deploy_python(&node, &scratch, "single", "max_concurrency = 1");
-    let sleep = r#"{"action":"sleep","ms":500}"#;
+    let sleep = r#"{"action":"sleep","ms":1500}"#;
     let (a, b) = tokio::join!(node.invoke_event("single", sleep), node.invoke_event("single", sleep));
     let mut statuses = [a.status, b.status];
     statuses.sort();
@@ -414,7 +420,7 @@ async fn process_functions_survive_a_node_restart() {
 async fn boto3_drives_the_lambda_invoke_api() {
     let node = Node::start_with(&["--token", "tok3n", "--async-retry-base-ms", "50"]);
     let scratch = TempDir::new("proc");
-    deploy_python(&node, &scratch, "boto", "max_concurrency = 1\ntimeout_ms = 1000");
+    deploy_python(&node, &scratch, "boto", "max_concurrency = 1\ntimeout_ms = 2000");
     let wasm = function_dir(scratch.path(), &probe_manifest("wasmfn", "[[http]]\nroute = \"/w/*\""), &guest("probe"));
     node.deploy(&wasm);
     let script = repo_root().join("tests/lambda_invoke_api.py");

@@ -94,7 +94,14 @@ impl RuntimeApi {
     /// Serves the API on `listener` until the task is aborted.
     pub async fn serve(self: Arc<Self>, listener: tokio::net::TcpListener) {
         loop {
-            let Ok((stream, _)) = listener.accept().await else { continue };
+            let stream = match listener.accept().await {
+                Ok((stream, _)) => stream,
+                Err(_) => {
+                    // Out of descriptors and the like: back off, keep serving.
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                    continue;
+                }
+            };
             let _ = stream.set_nodelay(true);
             let api = self.clone();
             tokio::spawn(async move {
