@@ -264,6 +264,10 @@ async fn the_shell_bootstrap_gets_the_documented_runtime_api_answers() {
         assert!(log.contains(expected), "missing {expected:?} in the log:\n{log}");
     }
 
+    let abandoned = node.invoke_event("sh", r#"{"action":"abandon"}"#).await;
+    assert_eq!(abandoned.error_code(), "function_crashed", "{}", abandoned.body);
+    assert!(abandoned.body.contains("without answering"), "{}", abandoned.body);
+
     let exit = node.invoke_event("sh", r#"{"action":"exit"}"#).await;
     assert_eq!(exit.error_code(), "function_crashed");
     assert!(exit.body.contains("exited with code 7"), "{}", exit.body);
