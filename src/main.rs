@@ -26,6 +26,7 @@ fn main() -> std::process::ExitCode {
                     async_retry_base: std::time::Duration::from_millis(args.async_retry_base_ms),
                     process_user: args.process_user,
                     process_max_pids: args.process_max_pids,
+                    process_init_timeout: std::time::Duration::from_millis(args.process_init_timeout_ms),
                     ..nimbus_node::NodeConfig::default()
                 };
                 let shutdown = tokio_util::sync::CancellationToken::new();

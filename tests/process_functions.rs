@@ -208,6 +208,18 @@ async fn a_failing_init_is_reported_with_the_runtimes_own_error() {
 }
 
 #[tokio::test]
+async fn a_runtime_that_never_asks_for_an_event_fails_its_init_in_time() {
+    let node = Node::start_with(&["--process-init-timeout-ms", "500"]);
+    let scratch = TempDir::new("proc");
+    deploy_fixture(&node, &scratch, "shell", "stuck", "command = [\"sleep\", \"30\"]");
+    let started = Instant::now();
+    let r = node.invoke_event("stuck", "{}").await;
+    assert_eq!((r.status, r.error_code().as_str()), (502, "function_init_error"), "{}", r.body);
+    assert!(r.body.contains("did not ask for its first event within 500ms"), "{}", r.body);
+    assert!(started.elapsed() < Duration::from_secs(10), "the init timeout was not applied");
+}
+
+#[tokio::test]
 async fn memory_over_the_limit_is_out_of_memory() {
     let node = Node::start();
     skip_unless!(node.has_cgroups(), "no writable cgroup memory controller: memory is limited by RLIMIT_AS only");

@@ -49,6 +49,10 @@ pub struct ServerArgs {
     /// (a fork bomb stops here).
     #[arg(long, default_value_t = 1024)]
     pub process_max_pids: u32,
+    /// How long a process function's runtime may take to start (until it
+    /// asks for its first event), in ms; as Lambda, 10 s by default.
+    #[arg(long, default_value_t = 10_000)]
+    pub process_init_timeout_ms: u64,
 }
 
 fn parse_uid_gid(s: &str) -> Result<(u32, u32), String> {

@@ -41,6 +41,8 @@ pub struct NodeConfig {
     pub process_user: Option<(u32, u32)>,
     /// Most processes and threads one process-function instance may have.
     pub process_max_pids: u32,
+    /// How long a process function's runtime may take to ask for its first event.
+    pub process_init_timeout: Duration,
 }
 
 impl Default for NodeConfig {
@@ -57,6 +59,7 @@ impl Default for NodeConfig {
             async_retry_base: RetryPolicy::default().base,
             process_user: None,
             process_max_pids: 1024,
+            process_init_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -104,6 +107,7 @@ pub async fn run(config: NodeConfig, shutdown: CancellationToken) -> anyhow::Res
     let process = ProcessRuntime::new(ProcessConfig {
         user: config.process_user,
         max_pids: config.process_max_pids,
+        init_timeout: config.process_init_timeout,
         ..ProcessConfig::new(config.data_dir.join("scratch"))
     });
     println!("nimbus: process sandbox: {}", process.sandbox.describe());
