@@ -193,6 +193,20 @@ async fn a_crash_mid_invocation_names_the_exit_code() {
 }
 
 #[tokio::test]
+async fn an_idle_instance_that_died_is_replaced_without_failing_the_next_call() {
+    let node = Node::start();
+    let scratch = TempDir::new("proc");
+    deploy_python(&node, &scratch, "fragile", "");
+    let first = node.invoke_event("fragile", r#"{"action":"echo"}"#).await.json();
+    let pid = first["pid"].as_u64().unwrap();
+    let _ = std::process::Command::new("kill").args(["-9", &pid.to_string()]).status();
+    let r = node.invoke_event("fragile", r#"{"action":"echo"}"#).await;
+    assert_eq!(r.status, 200, "the call after an idle instance died failed: {}", r.body);
+    assert_ne!(r.json()["pid"], pid, "{}", r.body);
+    assert_eq!(r.json()["counter"], 1);
+}
+
+#[tokio::test]
 async fn a_failing_init_is_reported_with_the_runtimes_own_error() {
     let node = Node::start();
     let scratch = TempDir::new("proc");

@@ -74,6 +74,7 @@ pub struct Instance {
     pub id: u64,
     pid: i32,
     pub events: mpsc::Sender<Event>,
+    api: Arc<RuntimeApi>,
     exit: watch::Receiver<Option<Exit>>,
     pub output: Arc<OutputPipe>,
     cgroup: Option<Cgroup>,
@@ -158,6 +159,7 @@ impl Instance {
             id,
             pid,
             events,
+            api,
             exit,
             output,
             cgroup,
@@ -215,6 +217,11 @@ impl Instance {
                 return Exit { code: None, signal: None };
             }
         }
+    }
+
+    /// Has the runtime taken invocation `request_id` from `next`?
+    pub fn took_event(&self, request_id: &str) -> bool {
+        self.api.current_request_id().as_deref() == Some(request_id)
     }
 
     pub fn has_exited(&self) -> bool {

@@ -26,6 +26,13 @@ pub struct ProcessReport {
     pub init: Option<Duration>,
 }
 
+/// How one attempt to run an invocation on an instance ended.
+enum Run {
+    Done(ProcessReport),
+    /// A warm instance was gone before its runtime took the event.
+    LostBeforeStart,
+}
+
 pub struct ProcessFunction {
     ctx: FunctionContext,
     min_instances: usize,
@@ -112,31 +119,58 @@ impl ProcessFunction {
     /// Runs one invocation on a warm instance, or a new one. The deadline
     /// applies from when the event is handed to the runtime.
     pub async fn invoke(self: &Arc<Self>, invocation: Invocation, timeout: Duration) -> ProcessReport {
-        let (mut instance, init) = match self.take_idle() {
-            Some(instance) => (instance, None),
-            None => match self.start_instance(InitType::OnDemand).await {
-                Ok(instance) => {
-                    let init = instance.init_duration;
-                    (instance, Some(init))
-                }
-                Err((error, output)) => return ProcessReport { result: Err(error), output, init: None },
-            },
-        };
+        let body = self.event_body(&invocation);
+        // A warm instance may have died while idle. If it is found dead
+        // before its runtime took the event, the event goes to a new
+        // instance instead of failing an invocation that never ran.
+        let mut warm_allowed = true;
+        loop {
+            let warm = if warm_allowed { self.take_idle() } else { None };
+            let (instance, init) = match warm {
+                Some(instance) => (instance, None),
+                None => match self.start_instance(InitType::OnDemand).await {
+                    Ok(instance) => {
+                        let init = instance.init_duration;
+                        (instance, Some(init))
+                    }
+                    Err((error, output)) => return ProcessReport { result: Err(error), output, init: None },
+                },
+            };
+            match self.run(instance, init, &invocation, body.clone(), timeout).await {
+                Run::Done(report) => return report,
+                Run::LostBeforeStart => warm_allowed = false,
+            }
+        }
+    }
+
+    /// Hands the event to `instance` and waits for its answer, its end, or
+    /// the deadline.
+    async fn run(
+        self: &Arc<Self>,
+        mut instance: Instance,
+        init: Option<Duration>,
+        invocation: &Invocation,
+        body: Bytes,
+        timeout: Duration,
+    ) -> Run {
         let deadline = Instant::now() + timeout;
         let trigger = invocation.trigger;
         let request_id = invocation.request_id.to_string();
         let (reply_tx, reply_rx) = oneshot::channel();
         let event = Event {
             request_id: request_id.clone(),
-            body: self.event_body(&invocation),
-            headers: self.event_headers(&invocation, deadline),
+            body,
+            headers: self.event_headers(invocation, deadline),
             reply: reply_tx,
         };
         if instance.events.send(event).await.is_err() {
             let output = instance.output.take();
             self.retire(instance);
+            if init.is_none() {
+                return Run::LostBeforeStart;
+            }
             let error = PlatformError::new(ErrorCode::FunctionCrashed, "the instance stopped before the invocation");
-            return ProcessReport { result: Err(error), output, init };
+            return Run::Done(ProcessReport { result: Err(error), output, init });
         }
 
         let timeout_error = || {
@@ -161,7 +195,7 @@ impl ProcessFunction {
                 let result = self.response(trigger, body, content_type);
                 let output = instance.output.take();
                 self.give_back(instance);
-                return ProcessReport { result, output, init };
+                return Run::Done(ProcessReport { result, output, init });
             }
             Ok(Ok(Reply::Stream { content_type, chunks, done })) => {
                 let output = instance.output.take();
@@ -178,16 +212,16 @@ impl ProcessFunction {
                         }
                     }
                 });
-                return ProcessReport { result, output, init };
+                return Run::Done(ProcessReport { result, output, init });
             }
             Ok(Ok(Reply::Error(error))) => {
                 let output = instance.output.take();
                 self.give_back(instance);
-                return ProcessReport {
+                return Run::Done(ProcessReport {
                     result: Err(PlatformError::reported(ErrorCode::FunctionError, error)),
                     output,
                     init,
-                };
+                });
             }
             Ok(Ok(Reply::TooLarge)) => {
                 // Runtime clients treat the 413 as fatal (awslambdaric exits):
@@ -200,19 +234,23 @@ impl ProcessFunction {
                     "Response payload size exceeded maximum allowed payload size ({} bytes).",
                     crate::MAX_RESPONSE_BYTES
                 );
-                return ProcessReport {
+                return Run::Done(ProcessReport {
                     result: Err(PlatformError::reported(
                         ErrorCode::FunctionError,
                         reported("Function.ResponseSizeTooLarge", &message),
                     )),
                     output,
                     init,
-                };
+                });
             }
             Ok(Ok(Reply::Abandoned)) | Ok(Err(_)) => Err(PlatformError::reported(
                 ErrorCode::FunctionCrashed,
                 reported("Runtime.NoResponse", "the runtime asked for its next event without answering this one"),
             )),
+            Err(Some(_)) if init.is_none() && !instance.took_event(&request_id) => {
+                self.retire(instance);
+                return Run::LostBeforeStart;
+            }
             Err(Some(exit)) => {
                 if instance.out_of_memory() {
                     Err(PlatformError::reported(
@@ -242,11 +280,10 @@ impl ProcessFunction {
         };
         // The instance cannot be trusted with another event: stop its tree.
         instance.kill();
-        let output = tokio::time::timeout(Duration::from_millis(500), instance.exited()).await.map(|_| ()).ok();
-        let _ = output;
+        let _ = tokio::time::timeout(Duration::from_millis(500), instance.exited()).await;
         let output = instance.output.take();
         self.retire(instance);
-        ProcessReport { result, output, init }
+        Run::Done(ProcessReport { result, output, init })
     }
 
     fn event_body(&self, invocation: &Invocation) -> Bytes {

@@ -165,6 +165,11 @@ impl RuntimeApi {
         response
     }
 
+    /// The invocation the runtime took last from `next`.
+    pub fn current_request_id(&self) -> Option<String> {
+        self.lock_current().request_id.clone()
+    }
+
     fn lock_current(&self) -> std::sync::MutexGuard<'_, Current> {
         self.current.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
