@@ -200,10 +200,32 @@ async fn an_idle_instance_that_died_is_replaced_without_failing_the_next_call() 
     let first = node.invoke_event("fragile", r#"{"action":"echo"}"#).await.json();
     let pid = first["pid"].as_u64().unwrap();
     let _ = std::process::Command::new("kill").args(["-9", &pid.to_string()]).status();
+    // Once the process is gone (the node reaps it), the next call must not
+    // be handed to it. (A death in the very moment of the handover cannot
+    // be told from a crash mid-invocation, and is reported as one.)
+    wait_for(Duration::from_secs(5), "the killed instance to be reaped", || async move {
+        !std::path::Path::new(&format!("/proc/{pid}")).exists()
+    })
+    .await;
     let r = node.invoke_event("fragile", r#"{"action":"echo"}"#).await;
     assert_eq!(r.status, 200, "the call after an idle instance died failed: {}", r.body);
     assert_ne!(r.json()["pid"], pid, "{}", r.body);
     assert_eq!(r.json()["counter"], 1);
+}
+
+#[tokio::test]
+async fn a_caller_that_goes_away_neither_cancels_the_invocation_nor_kills_its_instance() {
+    let node = Node::start();
+    let scratch = TempDir::new("proc");
+    deploy_python(&node, &scratch, "patient", "max_concurrency = 2\n[[http]]\nroute = \"/patient/*\"");
+    let gave_up = tokio::time::timeout(Duration::from_millis(300), node.get("/patient/sleep?ms=800")).await;
+    assert!(gave_up.is_err(), "the call should still have been running");
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let next = node.get("/patient/echo").await;
+    assert_eq!(next.status, 200, "{}", next.body);
+    assert_eq!(next.json()["counter"], 2, "the abandoned invocation did not complete on its instance");
+    let info = node.api_get("/v1/functions/patient").await.json();
+    assert_eq!(info["instances"]["alive"], 1, "{info}");
 }
 
 #[tokio::test]

@@ -76,6 +76,10 @@ pub struct Instance {
     pub events: mpsc::Sender<Event>,
     api: Arc<RuntimeApi>,
     exit: watch::Receiver<Option<Exit>>,
+    /// Set as soon as the process is reaped, before its last output is read.
+    dead: Arc<std::sync::atomic::AtomicBool>,
+    /// Readable once the process has terminated, even before it is reaped.
+    pidfd: Option<OwnedFd>,
     pub output: Arc<OutputPipe>,
     cgroup: Option<Cgroup>,
     /// A private TMPDIR when there are no mount namespaces.
@@ -138,10 +142,19 @@ impl Instance {
         })?;
         let pid = child.id().map(|p| p as i32).unwrap_or(0);
         drop(cmd);
+        // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
+        let pidfd = match unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) } {
+            // SAFETY: the kernel just gave us this descriptor.
+            fd if fd >= 0 && pid > 0 => Some(unsafe { OwnedFd::from_raw_fd(fd as i32) }),
+            _ => None,
+        };
         let pump = tokio::spawn(output.clone().pump());
         let (exit_tx, exit) = watch::channel(None);
+        let dead = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let reaped = dead.clone();
         tokio::spawn(async move {
             let status = child.wait().await;
+            reaped.store(true, Ordering::SeqCst);
             // Let the reader see everything the process wrote before it ended.
             let _ = tokio::time::timeout(Duration::from_millis(100), pump).await;
             let exit = match status {
@@ -161,6 +174,8 @@ impl Instance {
             events,
             api,
             exit,
+            dead,
+            pidfd,
             output,
             cgroup,
             tmp_dir,
@@ -224,8 +239,16 @@ impl Instance {
         self.api.current_request_id().as_deref() == Some(request_id)
     }
 
+    /// Has the process ended? Exact even in the moments between its death
+    /// and its reaping, where a pidfd is available (Linux 5.3+).
     pub fn has_exited(&self) -> bool {
-        self.exit.borrow().is_some()
+        if self.dead.load(Ordering::SeqCst) || self.exit.borrow().is_some() {
+            return true;
+        }
+        let Some(pidfd) = &self.pidfd else { return false };
+        let mut poll = libc::pollfd { fd: pidfd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        // SAFETY: one valid pollfd, no waiting.
+        unsafe { libc::poll(&mut poll, 1, 0) > 0 && poll.revents & libc::POLLIN != 0 }
     }
 
     /// Did the kernel's OOM killer act in this instance's cgroup?

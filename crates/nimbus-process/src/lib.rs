@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use instance::InitType;
-pub use pool::{ProcessFunction, ProcessReport};
+pub use pool::{Hold, ProcessFunction, ProcessReport};
 pub use runtime_api::{MAX_RESPONSE_BYTES, MAX_STREAMED_BYTES};
 pub use sandbox::{LimitBackend, Sandbox};
 

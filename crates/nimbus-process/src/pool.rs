@@ -17,6 +17,10 @@ use crate::instance::{InitType, Instance};
 use crate::runtime_api::{Event, Reply, reported};
 use crate::{FunctionContext, apigw};
 
+/// Whatever must be kept while an invocation occupies an instance (the
+/// scheduler's admission permit).
+pub type Hold = Box<dyn Send>;
+
 /// What one invocation of a native function produced.
 #[derive(Debug)]
 pub struct ProcessReport {
@@ -118,7 +122,32 @@ impl ProcessFunction {
 
     /// Runs one invocation on a warm instance, or a new one. The deadline
     /// applies from when the event is handed to the runtime.
-    pub async fn invoke(self: &Arc<Self>, invocation: Invocation, timeout: Duration) -> ProcessReport {
+    ///
+    /// The invocation runs in its own task: a caller that goes away (a
+    /// client disconnecting) neither cancels it nor kills its instance.
+    /// `hold` (the caller's admission slot) is kept until the instance is
+    /// free again, a streamed response included.
+    pub async fn invoke(self: &Arc<Self>, invocation: Invocation, timeout: Duration, hold: Hold) -> ProcessReport {
+        let pool = self.clone();
+        let (tx, rx) = oneshot::channel();
+        tokio::spawn(async move {
+            let mut hold = Some(hold);
+            let report = pool.invoke_here(invocation, timeout, &mut hold).await;
+            let _ = tx.send(report);
+        });
+        rx.await.unwrap_or_else(|_| ProcessReport {
+            result: Err(PlatformError::new(ErrorCode::Internal, "the invocation's task ended without an outcome")),
+            output: CapturedOutput::default(),
+            init: None,
+        })
+    }
+
+    async fn invoke_here(
+        self: &Arc<Self>,
+        invocation: Invocation,
+        timeout: Duration,
+        hold: &mut Option<Hold>,
+    ) -> ProcessReport {
         let body = self.event_body(&invocation);
         // A warm instance may have died while idle. If it is found dead
         // before its runtime took the event, the event goes to a new
@@ -136,7 +165,7 @@ impl ProcessFunction {
                     Err((error, output)) => return ProcessReport { result: Err(error), output, init: None },
                 },
             };
-            match self.run(instance, init, &invocation, body.clone(), timeout).await {
+            match self.run(instance, init, &invocation, body.clone(), timeout, hold).await {
                 Run::Done(report) => return report,
                 Run::LostBeforeStart => warm_allowed = false,
             }
@@ -152,6 +181,7 @@ impl ProcessFunction {
         invocation: &Invocation,
         body: Bytes,
         timeout: Duration,
+        hold: &mut Option<Hold>,
     ) -> Run {
         let deadline = Instant::now() + timeout;
         let trigger = invocation.trigger;
@@ -201,9 +231,11 @@ impl ProcessFunction {
                 let output = instance.output.take();
                 let result = self.stream(trigger, content_type, chunks).await;
                 let pool = self.clone();
+                let hold = hold.take();
                 // The instance stays busy until the runtime has sent the
                 // whole stream, or is killed at the deadline.
                 tokio::spawn(async move {
+                    let _hold = hold;
                     tokio::select! {
                         _ = done => pool.give_back(instance),
                         _ = tokio::time::sleep_until(deadline.into()) => {

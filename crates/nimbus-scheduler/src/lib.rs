@@ -230,7 +230,9 @@ impl Scheduler {
                 (result, report.output, None)
             }
             FunctionCode::Process(pool) => {
-                let report = pool.invoke(invocation, Duration::from_millis(limits.timeout_ms)).await;
+                // The pool keeps the slot while the instance is busy, even
+                // past this call (streams, callers that went away).
+                let report = pool.invoke(invocation, Duration::from_millis(limits.timeout_ms), Box::new(permit)).await;
                 if let Some(init) = report.init {
                     self.metrics.observe_cold_start(init);
                 }
@@ -238,8 +240,6 @@ impl Scheduler {
             }
         };
         let duration = started.elapsed();
-        // A streamed body keeps its admission slot until the stream ends.
-        let result = result.map(|response| hold_until_streamed(response, permit));
         function.metrics.finished(result.as_ref().err().map(|e| e.code), duration);
         let outcome = Outcome { request_id, result, duration, output, init };
         self.record(&function, note.as_deref(), &outcome);
@@ -276,29 +276,4 @@ impl Scheduler {
             init_us: init.map(|d| d.as_micros() as u64),
         });
     }
-}
-
-/// Moves the admission permit into a streamed body, so the slot is held
-/// until the last chunk has been passed on.
-fn hold_until_streamed(
-    response: http::Response<Body>,
-    permit: tokio::sync::OwnedSemaphorePermit,
-) -> http::Response<Body> {
-    let (parts, body) = response.into_parts();
-    let body = match body {
-        Body::Full(bytes) => Body::Full(bytes),
-        Body::Streaming(mut chunks) => {
-            let (tx, rx) = tokio::sync::mpsc::channel(16);
-            tokio::spawn(async move {
-                let _permit = permit;
-                while let Some(chunk) = chunks.recv().await {
-                    if tx.send(chunk).await.is_err() {
-                        break;
-                    }
-                }
-            });
-            Body::Streaming(rx)
-        }
-    };
-    http::Response::from_parts(parts, body)
 }
