@@ -461,7 +461,14 @@ async fn process_functions_survive_a_node_restart() {
     let mut node = Node::start_in(&data, &[]);
     deploy_fixture(&node, &scratch, "shell", "kept", "");
     assert_eq!(node.invoke_event("kept", r#"{"n":1}"#).await.status, 200);
+    let (pid, cgroups) = (node.child.id(), node.has_cgroups());
     node.stop();
+    if cgroups {
+        for controller in ["memory", "pids"] {
+            let scope = format!("/sys/fs/cgroup/{controller}/nimbus/node-{pid}");
+            assert!(!std::path::Path::new(&scope).exists(), "a graceful stop left {scope} behind");
+        }
+    }
     let node = Node::start_in(&data, &[]);
     assert!(node.stdout_lines.iter().any(|l| l.contains("ready (1 functions restored")), "{:?}", node.stdout_lines);
     let r = node.invoke_event("kept", r#"{"n":2}"#).await;

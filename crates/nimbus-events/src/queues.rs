@@ -136,7 +136,7 @@ fn batch_event(queue: &str, messages: &[QueueMessage]) -> String {
 
 async fn deliver(
     invoker: &AsyncInvoker,
-    scheduler: &Scheduler,
+    scheduler: &Arc<Scheduler>,
     function: Arc<DeployedFunction>,
     binding: &QueueBinding,
     messages: Vec<QueueMessage>,

@@ -111,6 +111,7 @@ pub async fn run(config: NodeConfig, shutdown: CancellationToken) -> anyhow::Res
         ..ProcessConfig::new(config.data_dir.join("scratch"))
     });
     println!("nimbus: process sandbox: {}", process.sandbox.describe());
+    let process_runtime = process.clone();
     let scheduler = Arc::new(Scheduler::new(wasm, process, metrics, log.clone()));
     let functions = FunctionService::new(store.clone(), scheduler.clone());
     let restored = functions.restore()?;
@@ -160,6 +161,13 @@ pub async fn run(config: NodeConfig, shutdown: CancellationToken) -> anyhow::Res
         _ => {}
     }
     let _ = tokio::task::spawn_blocking(move || log.flush()).await;
+    // Process-function instances: stop them all and remove their cgroups.
+    for function in scheduler.table().functions() {
+        if let Some(pool) = function.process() {
+            pool.close();
+        }
+    }
+    process_runtime.shutdown();
     println!("nimbus: stopped");
     Ok(())
 }

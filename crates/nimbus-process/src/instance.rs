@@ -261,7 +261,7 @@ impl Instance {
     pub fn kill(&self) {
         if self.pid > 0 {
             // SAFETY: signals have no memory-safety preconditions; the
-            // process group id is the instance's pid (it called setsid).
+            // process group id is the instance's pid (it called setpgid).
             unsafe {
                 libc::kill(-self.pid, libc::SIGKILL);
                 libc::kill(self.pid, libc::SIGKILL);

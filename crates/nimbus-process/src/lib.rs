@@ -90,6 +90,12 @@ impl ProcessRuntime {
         &self.region
     }
 
+    /// Kills whatever is left in this node's cgroups and removes them: for
+    /// the end of a graceful shutdown.
+    pub fn shutdown(&self) {
+        self.sandbox.remove_all();
+    }
+
     /// The ARN functions are told they were invoked as.
     pub fn function_arn(&self, name: &str) -> String {
         format!("arn:aws:lambda:{}:000000000000:function:{name}", self.region)

@@ -123,23 +123,12 @@ impl ProcessFunction {
     /// Runs one invocation on a warm instance, or a new one. The deadline
     /// applies from when the event is handed to the runtime.
     ///
-    /// The invocation runs in its own task: a caller that goes away (a
-    /// client disconnecting) neither cancels it nor kills its instance.
     /// `hold` (the caller's admission slot) is kept until the instance is
-    /// free again, a streamed response included.
+    /// free again, a streamed response included. Dropping this future kills
+    /// the instance: the scheduler runs it in a task of its own.
     pub async fn invoke(self: &Arc<Self>, invocation: Invocation, timeout: Duration, hold: Hold) -> ProcessReport {
-        let pool = self.clone();
-        let (tx, rx) = oneshot::channel();
-        tokio::spawn(async move {
-            let mut hold = Some(hold);
-            let report = pool.invoke_here(invocation, timeout, &mut hold).await;
-            let _ = tx.send(report);
-        });
-        rx.await.unwrap_or_else(|_| ProcessReport {
-            result: Err(PlatformError::new(ErrorCode::Internal, "the invocation's task ended without an outcome")),
-            output: CapturedOutput::default(),
-            init: None,
-        })
+        let mut hold = Some(hold);
+        self.invoke_here(invocation, timeout, &mut hold).await
     }
 
     async fn invoke_here(

@@ -1,7 +1,7 @@
 //! What confines an instance, decided once per node from what the kernel
 //! allows, and applied between fork and exec:
 //!
-//! - a new session (so the whole process group can be killed) that dies
+//! - a new process group (so it can be killed as a whole) that dies
 //!   with the node (`PR_SET_PDEATHSIG`);
 //! - a cgroup per instance with a memory limit (no swap), a pids limit and an
 //!   OOM counter: cgroup v2 where its controllers are available, else v1,
@@ -71,6 +71,29 @@ impl Sandbox {
             "no namespaces (private TMPDIR only; code is not read-only)"
         };
         format!("limits: {limits}; isolation: {ns}; max {} pids per instance", self.max_pids)
+    }
+
+    /// Kills what is left in this node's cgroups and removes them.
+    pub fn remove_all(&self) {
+        let scopes: Vec<&Path> = match &self.limits {
+            LimitBackend::CgroupV2 { root } => vec![root],
+            LimitBackend::CgroupV1 { memory, pids } => vec![memory, pids],
+            LimitBackend::Rlimits => return,
+        };
+        for scope in scopes {
+            if let Ok(children) = fs::read_dir(scope) {
+                for child in children.flatten().filter(|c| c.path().is_dir()) {
+                    kill_procs(&child.path());
+                    for _ in 0..40 {
+                        if fs::remove_dir(child.path()).is_ok() {
+                            break;
+                        }
+                        std::thread::sleep(std::time::Duration::from_millis(5));
+                    }
+                }
+            }
+            let _ = fs::remove_dir(scope);
+        }
     }
 
     pub fn has_cgroups(&self) -> bool {
@@ -272,7 +295,10 @@ impl ChildSetup {
     pub fn apply(&self) -> io::Result<()> {
         // SAFETY: plain system calls on values prepared before fork.
         unsafe {
-            if libc::setsid() < 0 {
+            // A process group of its own (so the tree can be killed), not a
+            // session: with scheduler autogroups every session is a group
+            // of its own, and hundreds of them starve each other in bursts.
+            if libc::setpgid(0, 0) < 0 {
                 return Err(io::Error::last_os_error());
             }
             libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);

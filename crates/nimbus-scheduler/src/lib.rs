@@ -158,7 +158,7 @@ impl Scheduler {
 
     /// Runs one invocation of `function` if it has a free slot under its
     /// `max_concurrency`; otherwise answers `throttled` at once.
-    pub async fn invoke(&self, function: Arc<DeployedFunction>, invocation: Invocation) -> Outcome {
+    pub async fn invoke(self: &Arc<Self>, function: Arc<DeployedFunction>, invocation: Invocation) -> Outcome {
         match function.admission.clone().try_acquire_owned() {
             Ok(permit) => self.run_admitted(function, invocation, permit).await,
             Err(_) => {
@@ -188,7 +188,11 @@ impl Scheduler {
     /// Runs one invocation once `function` has a free slot, waiting for one:
     /// for queued work, which must never exceed `max_concurrency` nor fail
     /// for want of a slot. The deadline counts from admission.
-    pub async fn invoke_when_admitted(&self, function: Arc<DeployedFunction>, mut invocation: Invocation) -> Outcome {
+    pub async fn invoke_when_admitted(
+        self: &Arc<Self>,
+        function: Arc<DeployedFunction>,
+        mut invocation: Invocation,
+    ) -> Outcome {
         let permit = match function.admission.clone().acquire_owned().await {
             Ok(permit) => permit,
             Err(_) => return self.invoke(function, invocation).await,
@@ -197,7 +201,28 @@ impl Scheduler {
         self.run_admitted(function, invocation, permit).await
     }
 
+    /// Runs an admitted invocation in its own task, so that a caller that
+    /// goes away (a client disconnecting) neither cancels it half-way nor
+    /// loses its metrics and log record: it runs to its end or deadline.
     async fn run_admitted(
+        self: &Arc<Self>,
+        function: Arc<DeployedFunction>,
+        invocation: Invocation,
+        permit: tokio::sync::OwnedSemaphorePermit,
+    ) -> Outcome {
+        let request_id = invocation.request_id.clone();
+        let scheduler = self.clone();
+        let task = tokio::spawn(async move { scheduler.run(function, invocation, permit).await });
+        task.await.unwrap_or_else(|e| Outcome {
+            request_id,
+            result: Err(PlatformError::new(ErrorCode::Internal, format!("the invocation's task failed: {e}"))),
+            duration: Duration::ZERO,
+            output: Default::default(),
+            init: None,
+        })
+    }
+
+    async fn run(
         &self,
         function: Arc<DeployedFunction>,
         mut invocation: Invocation,
