@@ -128,15 +128,6 @@ impl ProcessFunction {
     /// the instance: the scheduler runs it in a task of its own.
     pub async fn invoke(self: &Arc<Self>, invocation: Invocation, timeout: Duration, hold: Hold) -> ProcessReport {
         let mut hold = Some(hold);
-        self.invoke_here(invocation, timeout, &mut hold).await
-    }
-
-    async fn invoke_here(
-        self: &Arc<Self>,
-        invocation: Invocation,
-        timeout: Duration,
-        hold: &mut Option<Hold>,
-    ) -> ProcessReport {
         let body = self.event_body(&invocation);
         // A warm instance may have died while idle. If it is found dead
         // before its runtime took the event, the event goes to a new
@@ -154,7 +145,7 @@ impl ProcessFunction {
                     Err((error, output)) => return ProcessReport { result: Err(error), output, init: None },
                 },
             };
-            match self.run(instance, init, &invocation, body.clone(), timeout, hold).await {
+            match self.run(instance, init, &invocation, body.clone(), timeout, &mut hold).await {
                 Run::Done(report) => return report,
                 Run::LostBeforeStart => warm_allowed = false,
             }
