@@ -137,11 +137,10 @@ impl Instance {
         unsafe {
             cmd.pre_exec(move || setup.apply());
         }
-        let mut child = cmd.spawn().map_err(|e| {
+        let mut child = ctx.runtime.spawner.spawn(cmd).await.map_err(|e| {
             fail(format!("cannot start {:?} in {}: {e}", ctx.command.join(" "), ctx.code_dir.display()))
         })?;
         let pid = child.id().map(|p| p as i32).unwrap_or(0);
-        drop(cmd);
         // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
         let pidfd = match unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) } {
             // SAFETY: the kernel just gave us this descriptor.

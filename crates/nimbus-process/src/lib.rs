@@ -14,6 +14,7 @@ mod instance;
 mod pool;
 mod runtime_api;
 mod sandbox;
+mod spawner;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -61,6 +62,7 @@ pub struct ProcessRuntime {
     region: String,
     init_timeout: Duration,
     max_output_bytes: usize,
+    spawner: spawner::Spawner,
 }
 
 impl ProcessRuntime {
@@ -83,6 +85,8 @@ impl ProcessRuntime {
             region: config.region,
             init_timeout: config.init_timeout,
             max_output_bytes: config.max_output_bytes,
+            // Two, so one slow cgroup move does not hold up every cold start.
+            spawner: spawner::Spawner::new(2),
         })
     }
 
