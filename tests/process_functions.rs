@@ -476,6 +476,21 @@ async fn process_functions_survive_a_node_restart() {
 }
 
 #[tokio::test]
+async fn instances_die_with_a_killed_node() {
+    let mut node = Node::start();
+    let scratch = TempDir::new("proc");
+    deploy_python(&node, &scratch, "orphaned", "");
+    let pid = node.invoke_event("orphaned", r#"{"action":"echo"}"#).await.json()["pid"].as_u64().unwrap();
+    node.child.kill().unwrap();
+    node.child.wait().unwrap();
+    wait_for(Duration::from_secs(5), "the instance to die with its node (PR_SET_PDEATHSIG)", || async move {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        stat.is_empty() || stat.contains(") Z ")
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn boto3_drives_the_lambda_invoke_api() {
     let node = Node::start_with(&["--token", "tok3n", "--async-retry-base-ms", "50"]);
     let scratch = TempDir::new("proc");
