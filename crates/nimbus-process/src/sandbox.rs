@@ -81,18 +81,7 @@ impl Sandbox {
             LimitBackend::Rlimits => return,
         };
         for scope in scopes {
-            if let Ok(children) = fs::read_dir(scope) {
-                for child in children.flatten().filter(|c| c.path().is_dir()) {
-                    kill_procs(&child.path());
-                    for _ in 0..40 {
-                        if fs::remove_dir(child.path()).is_ok() {
-                            break;
-                        }
-                        std::thread::sleep(std::time::Duration::from_millis(5));
-                    }
-                }
-            }
-            let _ = fs::remove_dir(scope);
+            remove_scope(scope);
         }
     }
 
@@ -141,14 +130,26 @@ fn remove_stale(root: &Path, own: &str) {
         if name == own || Path::new(&format!("/proc/{pid}")).exists() {
             continue;
         }
-        if let Ok(children) = fs::read_dir(entry.path()) {
-            for child in children.flatten().filter(|c| c.path().is_dir()) {
-                kill_procs(&child.path());
-                let _ = fs::remove_dir(child.path());
+        remove_scope(&entry.path());
+    }
+}
+
+/// Kills everything in a node's cgroup scope and removes its instance
+/// cgroups and then the scope itself.
+fn remove_scope(scope: &Path) {
+    if let Ok(children) = fs::read_dir(scope) {
+        for child in children.flatten().filter(|c| c.path().is_dir()) {
+            kill_procs(&child.path());
+            // The kernel refuses rmdir until the killed processes are gone.
+            for _ in 0..40 {
+                if fs::remove_dir(child.path()).is_ok() {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(5));
             }
         }
-        let _ = fs::remove_dir(entry.path());
     }
+    let _ = fs::remove_dir(scope);
 }
 
 fn kill_procs(dir: &Path) {
